@@ -1,0 +1,744 @@
+//! [`Archive`]: the engine's one entry point. It ties the catalog, the key
+//! service, the blob store and the per-tenant indexes together and owns the
+//! ingest path and the read path.
+//!
+//! Ingest, for a batch of messages of one tenant:
+//!
+//! 1. check and parse each message (refusals are per message);
+//! 2. SHA-256 for proofs, HMAC(tenant dedup key) for dedup;
+//! 3. for each new message: fresh data key, zstd, AES-256-GCM (AAD binds
+//!    tenant and message id), all blobs written durably in one `put_many`;
+//! 4. one catalog transaction: new records, dedup entries, merged envelopes
+//!    of duplicates, counters, "pending index" marks; committed with fsync —
+//!    from here on the messages exist;
+//! 5. the tenant index adds them and commits; then the pending marks are
+//!    cleared. A crash between 4 and 5 is repaired when the tenant is next
+//!    opened (pending entries are indexed again).
+//!
+//! Blobs written in step 3 for a batch whose commit fails are unreferenced
+//! and harmless (ciphertext under a key that was never stored).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::access::Principal;
+use crate::catalog::{self, Catalog, MessageRecord, TenantRecord, TenantStats};
+use crate::crypto::{self, SecretKey};
+use crate::error::{CryptoError, Error, IngestError, Result, StoreError, TenantError};
+use crate::index::{Sort, TenantIndex};
+use crate::keys::{KdfParams, KeyService, LocalKeyStore, Unlock};
+use crate::message::{Delivery, Envelope, MessageId, MessageInfo, MessageMeta, Receipt};
+use crate::parse::{self, MessageText};
+use crate::store::{BlobKey, BlobStore, LocalStore};
+use crate::tenant::{Tenant, TenantId, TenantSpec, normalize_domain};
+
+const BLOB_MAGIC: &[u8; 4] = b"AMAB";
+const BLOB_VERSION: u8 = 1;
+/// Pending index entries are processed in chunks of this many messages.
+const REINDEX_CHUNK: usize = 500;
+
+/// Settings of an open archive.
+#[derive(Debug, Clone)]
+pub struct ArchiveOptions {
+    /// Largest message accepted, in bytes (default 64 MiB).
+    pub max_message_size: u64,
+    /// argon2id cost for a new passphrase key store.
+    pub kdf: KdfParams,
+}
+
+impl Default for ArchiveOptions {
+    fn default() -> Self {
+        ArchiveOptions {
+            max_message_size: 64 * 1024 * 1024,
+            kdf: KdfParams::default(),
+        }
+    }
+}
+
+/// Options of a search.
+#[derive(Debug, Clone)]
+pub struct SearchOptions {
+    /// Page size (at least 1; default 50).
+    pub limit: usize,
+    /// Hits to skip (paging).
+    pub offset: usize,
+    /// Order.
+    pub sort: Sort,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        SearchOptions {
+            limit: 50,
+            offset: 0,
+            sort: Sort::Newest,
+        }
+    }
+}
+
+/// One page of search results.
+#[derive(Debug, Clone)]
+pub struct SearchResults {
+    /// How many messages match in total (for this principal).
+    pub total: usize,
+    /// This page, in the requested order.
+    pub hits: Vec<MessageInfo>,
+}
+
+/// What is sealed in a catalog message record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SealedMessage {
+    sha256: [u8; 32],
+    meta: MessageMeta,
+    deliveries: Vec<Delivery>,
+}
+
+/// A tenant's keys, derived from its tenant key when the tenant is opened.
+struct TenantKeys {
+    catalog: SecretKey,
+    dedup: SecretKey,
+    message_keys: SecretKey,
+}
+
+struct TenantState {
+    record: TenantRecord,
+    keys: TenantKeys,
+    index: TenantIndex,
+}
+
+/// An open archive: a data directory, its key service and blob store.
+/// `Send + Sync`: share it behind an `Arc` between threads.
+pub struct Archive {
+    dir: PathBuf,
+    catalog: Catalog,
+    keys: Arc<dyn KeyService>,
+    store: Arc<dyn BlobStore>,
+    options: ArchiveOptions,
+    tenants: RwLock<HashMap<TenantId, Arc<TenantState>>>,
+    /// Serialises opening a tenant (unwrapping its key, opening its index).
+    opening: Mutex<()>,
+}
+
+impl std::fmt::Debug for Archive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Archive")
+            .field("dir", &self.dir)
+            .field("store", &self.store.describe())
+            .finish_non_exhaustive()
+    }
+}
+
+fn aad(kind: &str, tenant: &TenantId, id: MessageId) -> Vec<u8> {
+    format!("ama/{kind}/v1|{tenant}|{id}").into_bytes()
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl Archive {
+    /// Creates a new archive in `dir` (created if missing; must not already
+    /// hold an archive) with a local key store unlocked by `unlock`.
+    pub fn create(dir: impl AsRef<Path>, unlock: &Unlock, options: ArchiveOptions) -> Result<Self> {
+        let dir = dir.as_ref();
+        let ks_path = LocalKeyStore::path_in(dir);
+        if ks_path.exists() || dir.join("catalog.redb").exists() {
+            return Err(Error::DataDir {
+                path: dir.display().to_string(),
+                reason: "already holds an archive".into(),
+            });
+        }
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let ks = LocalKeyStore::create(&ks_path, unlock, options.kdf)?;
+        let store = LocalStore::open(dir.join("blobs"))?;
+        Self::open_with(dir, Arc::new(ks), Arc::new(store), options)
+    }
+
+    /// Opens the archive in `dir` with its local key store.
+    pub fn open(dir: impl AsRef<Path>, unlock: &Unlock, options: ArchiveOptions) -> Result<Self> {
+        let dir = dir.as_ref();
+        let ks_path = LocalKeyStore::path_in(dir);
+        if !ks_path.exists() {
+            return Err(Error::DataDir {
+                path: dir.display().to_string(),
+                reason: "not an ama archive (no keys/keystore.json; run `ama init` first)".into(),
+            });
+        }
+        let ks = LocalKeyStore::open(&ks_path, unlock)?;
+        let store = LocalStore::open(dir.join("blobs"))?;
+        Self::open_with(dir, Arc::new(ks), Arc::new(store), options)
+    }
+
+    /// Opens (or initialises) the catalog and indexes in `dir` with any key
+    /// service and blob store: the embedding entry point.
+    pub fn open_with(
+        dir: impl AsRef<Path>,
+        keys: Arc<dyn KeyService>,
+        store: Arc<dyn BlobStore>,
+        options: ArchiveOptions,
+    ) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(dir.join("index")).map_err(io_err(&dir))?;
+        let catalog = Catalog::open(&dir.join("catalog.redb"))?;
+        let archive = Archive {
+            dir,
+            catalog,
+            keys,
+            store,
+            options,
+            tenants: RwLock::new(HashMap::new()),
+            opening: Mutex::new(()),
+        };
+        // Bring every index up to date with what the catalog committed.
+        if archive.catalog.read()?.pending_index_len()? > 0 {
+            for t in archive.catalog.read()?.tenants()? {
+                archive.state(&t.tenant.id)?;
+            }
+        }
+        Ok(archive)
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &ArchiveOptions {
+        &self.options
+    }
+
+    // ----- tenants -------------------------------------------------------
+
+    /// Creates a tenant with a fresh random key.
+    pub fn create_tenant(&self, spec: TenantSpec) -> Result<Tenant> {
+        let domains = spec
+            .domains
+            .iter()
+            .map(|d| normalize_domain(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let name = spec
+            .name
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| spec.id.to_string());
+        if name.chars().count() > 200 {
+            return Err(
+                TenantError::InvalidSetting("name longer than 200 characters".into()).into(),
+            );
+        }
+        let tenant = Tenant {
+            id: spec.id.clone(),
+            name,
+            region: spec.region,
+            domains,
+            retention: spec.retention,
+            created_at: OffsetDateTime::now_utc().unix_timestamp(),
+        };
+        let key = SecretKey::generate()?;
+        let wrapped_key = self.keys.wrap_tenant_key(&spec.id, &key)?;
+        let mut sid = [0u8; 16];
+        crypto::random_fill(&mut sid)?;
+        let record = TenantRecord {
+            tenant: tenant.clone(),
+            storage_id: crypto::hex(&sid),
+            wrapped_key,
+        };
+        let mut txn = self.catalog.write()?;
+        if txn.tenant(spec.id.as_str())?.is_some() {
+            return Err(TenantError::Exists(spec.id.to_string()).into());
+        }
+        txn.put_tenant(&record)?;
+        txn.commit()?;
+        Ok(tenant)
+    }
+
+    /// Every tenant, by id.
+    pub fn tenants(&self) -> Result<Vec<Tenant>> {
+        Ok(self
+            .catalog
+            .read()?
+            .tenants()?
+            .into_iter()
+            .map(|r| r.tenant)
+            .collect())
+    }
+
+    /// One tenant.
+    pub fn tenant(&self, id: &TenantId) -> Result<Tenant> {
+        self.catalog
+            .read()?
+            .tenant(id.as_str())?
+            .map(|r| r.tenant)
+            .ok_or_else(|| TenantError::Unknown(id.to_string()).into())
+    }
+
+    /// The tenant whose mail domains include `domain` (or a parent of it).
+    pub fn tenant_for_domain(&self, domain: &str) -> Result<Option<Tenant>> {
+        let d = domain.trim().to_ascii_lowercase();
+        Ok(self.tenants()?.into_iter().find(|t| {
+            t.domains
+                .iter()
+                .any(|td| d == *td || d.ends_with(&format!(".{td}")))
+        }))
+    }
+
+    /// Counters of a tenant (messages, raw and stored bytes, duplicates).
+    pub fn stats(&self, id: &TenantId) -> Result<TenantStats> {
+        self.tenant(id)?;
+        self.catalog.read()?.stats(id.as_str())
+    }
+
+    fn state(&self, id: &TenantId) -> Result<Arc<TenantState>> {
+        if let Some(s) = self.read_tenants()?.get(id) {
+            return Ok(s.clone());
+        }
+        let _guard = self
+            .opening
+            .lock()
+            .map_err(|_| Error::AccessDenied("tenant table lock poisoned".into()))?;
+        if let Some(s) = self.read_tenants()?.get(id) {
+            return Ok(s.clone());
+        }
+        let record = self
+            .catalog
+            .read()?
+            .tenant(id.as_str())?
+            .ok_or_else(|| TenantError::Unknown(id.to_string()))?;
+        let tk = self.keys.unwrap_tenant_key(id, &record.wrapped_key)?;
+        let keys = TenantKeys {
+            catalog: tk.derive("catalog"),
+            dedup: tk.derive("dedup"),
+            message_keys: tk.derive("message-keys"),
+        };
+        drop(tk);
+        let index = TenantIndex::open(&self.dir.join("index").join(&record.storage_id))?;
+        let state = Arc::new(TenantState {
+            record,
+            keys,
+            index,
+        });
+        self.index_pending(&state)?;
+        self.tenants
+            .write()
+            .map_err(|_| Error::AccessDenied("tenant table lock poisoned".into()))?
+            .insert(id.clone(), state.clone());
+        Ok(state)
+    }
+
+    fn read_tenants(
+        &self,
+    ) -> Result<std::sync::RwLockReadGuard<'_, HashMap<TenantId, Arc<TenantState>>>> {
+        self.tenants
+            .read()
+            .map_err(|_| Error::AccessDenied("tenant table lock poisoned".into()))
+    }
+
+    // ----- ingest --------------------------------------------------------
+
+    /// Archives one message. Returns once it is durable and searchable.
+    pub fn ingest(&self, tenant: &TenantId, raw: &[u8], envelope: &Envelope) -> Result<Receipt> {
+        let mut r = self.ingest_batch(tenant, &[(raw, envelope.clone())])?;
+        match r.pop() {
+            Some(Ok(receipt)) => Ok(receipt),
+            Some(Err(e)) => Err(e.into()),
+            None => Err(Error::Index(crate::IndexError::Tantivy(
+                "empty batch result".into(),
+            ))),
+        }
+    }
+
+    /// Archives a batch of messages of one tenant with one durable catalog
+    /// commit. The outer error means nothing of the batch was committed; the
+    /// inner results say, per message in order, whether it was refused.
+    pub fn ingest_batch<B: AsRef<[u8]>>(
+        &self,
+        tenant: &TenantId,
+        items: &[(B, Envelope)],
+    ) -> Result<Vec<Result<Receipt, IngestError>>> {
+        let state = self.state(tenant)?;
+        let t = tenant.as_str();
+        let limit = self.options.max_message_size;
+
+        // 1-2: check, parse, hash.
+        struct Prepared {
+            sha256: [u8; 32],
+            dedup: [u8; 32],
+            parsed: parse::Parsed,
+            delivery: Delivery,
+            size: u64,
+        }
+        let mut prepared: Vec<Result<Prepared, IngestError>> = Vec::with_capacity(items.len());
+        for (raw, env) in items {
+            let raw = raw.as_ref();
+            prepared.push(parse::check(raw, limit).map(|()| {
+                let received_at = env.received_at.unix_timestamp();
+                Prepared {
+                    sha256: crypto::sha256(raw),
+                    dedup: crypto::keyed_hash(&state.keys.dedup, raw),
+                    parsed: parse::parse(raw, received_at),
+                    delivery: Delivery {
+                        mail_from: env.mail_from.clone().filter(|s| !s.is_empty()),
+                        rcpt_to: env.rcpt_to.clone(),
+                        received_at,
+                        source: env.source,
+                    },
+                    size: raw.len() as u64,
+                }
+            }));
+        }
+
+        // 3: blobs for messages that look new (dedup re-checked under the write lock).
+        let mut new_ids: HashMap<[u8; 32], MessageId> = HashMap::new();
+        let mut wrapped_keys: HashMap<MessageId, (Vec<u8>, u64)> = HashMap::new();
+        let mut blobs: Vec<(BlobKey, Vec<u8>)> = Vec::new();
+        {
+            let rtxn = self.catalog.read()?;
+            for (p, (raw, _)) in prepared.iter().zip(items) {
+                let Ok(p) = p else { continue };
+                if new_ids.contains_key(&p.dedup) || rtxn.dedup(t, &p.dedup)?.is_some() {
+                    continue;
+                }
+                let id = MessageId::generate()?;
+                let data_key = SecretKey::generate()?;
+                let blob = seal_blob(&data_key, &aad("blob", tenant, id), raw.as_ref())?;
+                let wrapped = crypto::wrap_key(
+                    &state.keys.message_keys,
+                    &aad("data-key", tenant, id),
+                    &data_key,
+                )?;
+                wrapped_keys.insert(id, (wrapped, blob.len() as u64));
+                blobs.push((BlobKey::message(&state.record.storage_id, id), blob));
+                new_ids.insert(p.dedup, id);
+            }
+        }
+        self.store.put_many(&blobs)?;
+        drop(blobs);
+
+        // 4: the catalog commit.
+        let mut txn = self.catalog.write()?;
+        let mut receipts = Vec::with_capacity(items.len());
+        let mut to_index: HashMap<MessageId, (MessageInfo, usize)> = HashMap::new();
+        let mut orphans = Vec::new();
+        let mut delta = TenantStats::default();
+        for (i, p) in prepared.iter().enumerate() {
+            let p = match p {
+                Ok(p) => p,
+                Err(e) => {
+                    receipts.push(Err(e.clone()));
+                    continue;
+                }
+            };
+            let existing = txn.dedup(t, &p.dedup)?;
+            let receipt = match existing {
+                Some(id) => {
+                    // Stored before (or earlier in this batch): merge the envelope.
+                    let rec = txn
+                        .message(t, id)?
+                        .ok_or_else(|| crate::CatalogError::Corrupt {
+                            what: format!("dedup entry of {tenant}"),
+                            reason: format!("points at missing message {id}"),
+                        })?;
+                    let mut sealed = self.unseal(&state, id, &rec)?;
+                    sealed.deliveries.push(p.delivery.clone());
+                    let rec = MessageRecord {
+                        sealed: self.seal(&state, id, &sealed)?,
+                        ..rec
+                    };
+                    txn.put_message(t, id, &rec)?;
+                    delta.duplicates += 1;
+                    if let Some(orphan) = new_ids.get(&p.dedup).filter(|n| **n != id) {
+                        orphans.push(*orphan); // lost a race with another ingest
+                    }
+                    to_index.insert(id, (info(id, sealed), i));
+                    Receipt {
+                        id,
+                        sha256: p.sha256,
+                        duplicate: true,
+                    }
+                }
+                None => {
+                    let id = match new_ids.get(&p.dedup) {
+                        Some(id) => *id,
+                        None => {
+                            // Stored and deleted since the read above: nothing to point at.
+                            return Err(crate::CatalogError::Corrupt {
+                                what: format!("ingest batch of {tenant}"),
+                                reason: "dedup state changed during the batch; retry".into(),
+                            }
+                            .into());
+                        }
+                    };
+                    let (wrapped_key, stored_size) =
+                        wrapped_keys
+                            .remove(&id)
+                            .ok_or_else(|| crate::CatalogError::Corrupt {
+                                what: format!("ingest batch of {tenant}"),
+                                reason: "data key missing".into(),
+                            })?;
+                    let sealed = SealedMessage {
+                        sha256: p.sha256,
+                        meta: p.parsed.meta.clone(),
+                        deliveries: vec![p.delivery.clone()],
+                    };
+                    let rec = MessageRecord {
+                        wrapped_key,
+                        stored_size,
+                        sealed: self.seal(&state, id, &sealed)?,
+                    };
+                    txn.put_message(t, id, &rec)?;
+                    txn.put_dedup(t, &p.dedup, id)?;
+                    delta.messages += 1;
+                    delta.raw_bytes += p.size;
+                    delta.stored_bytes += stored_size;
+                    to_index.insert(id, (info(id, sealed), i));
+                    Receipt {
+                        id,
+                        sha256: p.sha256,
+                        duplicate: false,
+                    }
+                }
+            };
+            receipts.push(Ok(receipt));
+        }
+        txn.add_stats(t, delta)?;
+        txn.commit()?;
+
+        for id in orphans {
+            let _ = self
+                .store
+                .delete(&BlobKey::message(&state.record.storage_id, id));
+        }
+
+        // 5: index, then clear the pending marks.
+        let docs: Vec<(&MessageInfo, &MessageText)> = to_index
+            .values()
+            .filter_map(|(info, i)| match &prepared[*i] {
+                Ok(p) => Some((info, &p.parsed.text)),
+                Err(_) => None,
+            })
+            .collect();
+        state.index.index(&docs)?;
+        let ids: Vec<MessageId> = to_index.keys().copied().collect();
+        self.clear_pending(t, &ids)?;
+        Ok(receipts)
+    }
+
+    fn clear_pending(&self, tenant: &str, ids: &[MessageId]) -> Result<()> {
+        // Not fsync'ed on its own: losing it in a crash only means indexing again.
+        let mut txn = self.catalog.write()?;
+        txn.clear_pending(tenant, ids)?;
+        txn.commit_lazy()
+    }
+
+    fn seal(&self, state: &TenantState, id: MessageId, m: &SealedMessage) -> Result<Vec<u8>> {
+        Ok(crypto::seal(
+            &state.keys.catalog,
+            &aad("message", &state.record.tenant.id, id),
+            &catalog::encode_value(m)?,
+        )?)
+    }
+
+    fn unseal(
+        &self,
+        state: &TenantState,
+        id: MessageId,
+        rec: &MessageRecord,
+    ) -> Result<SealedMessage> {
+        let plain = crypto::open(
+            &state.keys.catalog,
+            &aad("message", &state.record.tenant.id, id),
+            &rec.sealed,
+            &format!("catalog record of message {id}"),
+        )?;
+        catalog::decode_value(&plain, &format!("message {id}"))
+    }
+
+    // ----- reading -------------------------------------------------------
+
+    /// Searches the principal's tenant with the query language of
+    /// `docs/SEARCH.md`; end users only find their own mail.
+    pub fn search(
+        &self,
+        who: &Principal,
+        query: &str,
+        opts: &SearchOptions,
+    ) -> Result<SearchResults> {
+        let q = crate::query::parse(query)?;
+        let scope = who.mail_scope()?;
+        let state = self.state(who.tenant())?;
+        let limit = opts.limit.clamp(1, 10_000);
+        let (total, ids) = state
+            .index
+            .search(&q, scope, opts.sort, opts.offset, limit)?;
+        let rtxn = self.catalog.read()?;
+        let mut hits = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(rec) = rtxn.message(who.tenant().as_str(), id)? else {
+                continue; // deleted since the index saw it
+            };
+            let sealed = self.unseal(&state, id, &rec)?;
+            hits.push(who.admit(info(id, sealed))?);
+        }
+        Ok(SearchResults { total, hits })
+    }
+
+    fn load(&self, state: &TenantState, id: MessageId) -> Result<(MessageRecord, SealedMessage)> {
+        let rec = self
+            .catalog
+            .read()?
+            .message(state.record.tenant.id.as_str(), id)?
+            .ok_or(Error::NotFound(id))?;
+        let sealed = self.unseal(state, id, &rec)?;
+        Ok((rec, sealed))
+    }
+
+    /// Metadata and deliveries of a message the principal may see.
+    pub fn get(&self, who: &Principal, id: MessageId) -> Result<MessageInfo> {
+        who.mail_scope()?;
+        let state = self.state(who.tenant())?;
+        let (_, sealed) = self.load(&state, id)?;
+        who.admit(info(id, sealed))
+    }
+
+    /// The exact bytes that were ingested, after checking the principal may
+    /// see the message and that the blob is authentic (AES-GCM tag and the
+    /// SHA-256 recorded at ingest).
+    pub fn get_raw(&self, who: &Principal, id: MessageId) -> Result<Vec<u8>> {
+        who.mail_scope()?;
+        let state = self.state(who.tenant())?;
+        let (rec, sealed) = self.load(&state, id)?;
+        let sealed_info = who.admit(info(id, sealed.clone()))?;
+        drop(sealed_info);
+        self.read_blob(&state, id, &rec, &sealed)
+    }
+
+    fn read_blob(
+        &self,
+        state: &TenantState,
+        id: MessageId,
+        rec: &MessageRecord,
+        sealed: &SealedMessage,
+    ) -> Result<Vec<u8>> {
+        let tenant = &state.record.tenant.id;
+        let data_key = crypto::unwrap_key(
+            &state.keys.message_keys,
+            &aad("data-key", tenant, id),
+            &rec.wrapped_key,
+            &format!("data key of message {id}"),
+        )?;
+        let blob = self
+            .store
+            .get(&BlobKey::message(&state.record.storage_id, id))?;
+        let raw = open_blob(
+            &data_key,
+            &aad("blob", tenant, id),
+            &blob,
+            sealed.meta.size,
+            id,
+        )?;
+        if crypto::sha256(&raw) != sealed.sha256 {
+            return Err(CryptoError::Authentication {
+                what: format!(
+                    "blob of message {id} (SHA-256 differs from the one recorded at ingest)"
+                ),
+            }
+            .into());
+        }
+        Ok(raw)
+    }
+
+    // ----- index maintenance ---------------------------------------------
+
+    /// Rebuilds a tenant's index from the catalog and the blobs. Returns the
+    /// number of messages indexed.
+    pub fn reindex(&self, tenant: &TenantId) -> Result<u64> {
+        let state = self.state(tenant)?;
+        let mut txn = self.catalog.write()?;
+        let n = txn.mark_all_pending(tenant.as_str())?;
+        txn.commit()?;
+        state.index.clear()?;
+        self.index_pending(&state)?;
+        Ok(n)
+    }
+
+    /// Indexes every message of the tenant marked pending in the catalog.
+    fn index_pending(&self, state: &TenantState) -> Result<()> {
+        let t = state.record.tenant.id.as_str();
+        let pending = self.catalog.read()?.pending_index(t)?;
+        for chunk in pending.chunks(REINDEX_CHUNK) {
+            let mut prepared = Vec::with_capacity(chunk.len());
+            for id in chunk {
+                let (rec, sealed) = match self.load(state, *id) {
+                    Ok(v) => v,
+                    Err(Error::NotFound(_)) => continue,
+                    Err(e) => return Err(e),
+                };
+                let raw = self.read_blob(state, *id, &rec, &sealed)?;
+                let text = parse::parse(&raw, sealed.meta.date).text;
+                prepared.push((info(*id, sealed), text));
+            }
+            let docs: Vec<(&MessageInfo, &MessageText)> =
+                prepared.iter().map(|(i, t)| (i, t)).collect();
+            state.index.index(&docs)?;
+            self.clear_pending(t, chunk)?;
+        }
+        Ok(())
+    }
+
+    /// Number of documents in a tenant's index (for checks and `stats`).
+    pub fn indexed_count(&self, tenant: &TenantId) -> Result<u64> {
+        Ok(self.state(tenant)?.index.num_docs())
+    }
+}
+
+fn info(id: MessageId, s: SealedMessage) -> MessageInfo {
+    MessageInfo {
+        id,
+        sha256: s.sha256,
+        meta: s.meta,
+        deliveries: s.deliveries,
+    }
+}
+
+/// Blob format v1: `"AMAB" | 0x01 | seal(data key, aad, zstd(raw))`.
+fn seal_blob(key: &SecretKey, aad: &[u8], raw: &[u8]) -> Result<Vec<u8>> {
+    let compressed = crypto::compress(raw)?;
+    let sealed = crypto::seal(key, aad, &compressed)?;
+    let mut out = Vec::with_capacity(5 + sealed.len());
+    out.extend_from_slice(BLOB_MAGIC);
+    out.push(BLOB_VERSION);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+fn open_blob(
+    key: &SecretKey,
+    aad: &[u8],
+    blob: &[u8],
+    size: u64,
+    id: MessageId,
+) -> Result<Vec<u8>> {
+    if blob.len() < 5 || &blob[..4] != BLOB_MAGIC {
+        return Err(StoreError::Corrupt {
+            key: id.to_string(),
+            reason: "not an ama blob (bad magic)".into(),
+        }
+        .into());
+    }
+    if blob[4] != BLOB_VERSION {
+        return Err(StoreError::Corrupt {
+            key: id.to_string(),
+            reason: format!("unknown blob version {}", blob[4]),
+        }
+        .into());
+    }
+    let compressed = crypto::open(key, aad, &blob[5..], &format!("blob of message {id}"))?;
+    Ok(crypto::decompress(&compressed, size as usize)?)
+}

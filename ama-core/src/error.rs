@@ -1,0 +1,279 @@
+//! Errors. One enum per area (crypto, keys, store, catalog, index, ingest),
+//! all funnelling into [`Error`], so a caller can match on the area it cares
+//! about and still use `?` everywhere. Messages are written for the person
+//! running the archive: they say what was wrong and with what, never a key or
+//! a piece of mail content.
+
+use crate::MessageId;
+
+/// Anything that can go wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A key could not be derived, wrapped or unwrapped, or data failed authentication.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// The key store could not be opened or used.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// A blob store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The catalog failed or holds something it should not.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The full-text index failed.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// A message was refused at ingest.
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    /// A search query could not be parsed.
+    #[error("bad query: {0}")]
+    Query(#[from] crate::query::QueryError),
+    /// A tenant id, name or setting is invalid, unknown or already taken.
+    #[error(transparent)]
+    Tenant(#[from] TenantError),
+    /// The principal may not do this.
+    #[error("access denied: {0}")]
+    AccessDenied(String),
+    /// No such message (or not visible to this principal: the two are not told apart).
+    #[error("message {0} not found")]
+    NotFound(MessageId),
+    /// The data directory is missing, not an ama archive, or of an unsupported version.
+    #[error("data directory {path}: {reason}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An operating-system I/O error outside a store (data directory set-up).
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Result with the engine's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Encryption and authentication failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CryptoError {
+    /// Ciphertext failed its authentication tag: it was altered, truncated,
+    /// moved to another place, or the key is wrong.
+    #[error("authentication failed for {what}: the data was altered or the key is wrong")]
+    Authentication {
+        /// What was being decrypted.
+        what: String,
+    },
+    /// The sealed data has an unknown format version or is too short.
+    #[error("malformed sealed data for {what}: {reason}")]
+    Malformed {
+        /// What was being decrypted.
+        what: String,
+        /// Why it is malformed.
+        reason: String,
+    },
+    /// The operating system's random number generator failed.
+    #[error("random number generator failed: {0}")]
+    Random(String),
+    /// Compression or decompression failed.
+    #[error("compression failed: {0}")]
+    Compression(String),
+}
+
+/// Key store failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The passphrase or key file does not open the key store.
+    #[error("wrong passphrase or key file: the key store could not be unlocked")]
+    WrongPassphrase,
+    /// No passphrase or key file was given.
+    #[error("no passphrase given: set AMA_PASSPHRASE or pass --passphrase-file")]
+    Missing,
+    /// The passphrase is too short to be a credible master secret.
+    #[error("passphrase too short: use at least {min} characters")]
+    WeakPassphrase {
+        /// Minimum length.
+        min: usize,
+    },
+    /// A key file is not exactly 32 bytes.
+    #[error("key file {path} must hold exactly 32 bytes, it holds {len}")]
+    BadKeyFile {
+        /// The file.
+        path: String,
+        /// Its length.
+        len: usize,
+    },
+    /// The key store file is malformed or of an unknown version.
+    #[error("key store {path} is unreadable: {reason}")]
+    BadKeyStore {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The key store is sealed with a passphrase but a key file was given, or the reverse.
+    #[error("key store is sealed with a {expected}, but a {given} was given")]
+    WrongKind {
+        /// What the store expects.
+        expected: &'static str,
+        /// What was given.
+        given: &'static str,
+    },
+    /// Argon2 failed (bad parameters or out of memory).
+    #[error("key derivation failed: {0}")]
+    Kdf(String),
+}
+
+/// Blob store failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No blob under this key.
+    #[error("blob {key} not found")]
+    NotFound {
+        /// The blob key.
+        key: String,
+    },
+    /// An I/O error in the store.
+    #[error("blob store I/O error on {key}: {source}")]
+    Io {
+        /// The blob key or path.
+        key: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The blob key is not valid for this store.
+    #[error("invalid blob key {0:?}")]
+    InvalidKey(String),
+    /// The stored blob is not in a format this version can read.
+    #[error("blob {key} is corrupt: {reason}")]
+    Corrupt {
+        /// The blob key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Catalog failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CatalogError {
+    /// redb reported an error.
+    #[error("catalog database error: {0}")]
+    Db(String),
+    /// A stored record could not be decoded.
+    #[error("catalog record {what} is corrupt: {reason}")]
+    Corrupt {
+        /// Which record.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// The catalog was written by a newer, unknown format version.
+    #[error("catalog format version {found} is not supported (this build reads up to {supported})")]
+    Version {
+        /// Version found on disk.
+        found: u32,
+        /// Highest version this build reads.
+        supported: u32,
+    },
+}
+
+macro_rules! redb_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for CatalogError {
+            fn from(e: $t) -> Self {
+                CatalogError::Db(e.to_string())
+            }
+        }
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::Catalog(CatalogError::Db(e.to_string()))
+            }
+        }
+    )*};
+}
+redb_errors!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Full-text index failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IndexError {
+    /// tantivy reported an error.
+    #[error("index error: {0}")]
+    Tantivy(String),
+}
+
+impl From<tantivy::TantivyError> for Error {
+    fn from(e: tantivy::TantivyError) -> Self {
+        Error::Index(IndexError::Tantivy(e.to_string()))
+    }
+}
+
+/// Why a message was refused at ingest. Nothing is stored for a refused message.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IngestError {
+    /// Zero bytes, or only whitespace.
+    #[error("empty message")]
+    Empty,
+    /// Over the configured size limit.
+    #[error("message is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge {
+        /// Size of the message.
+        size: u64,
+        /// The configured limit.
+        limit: u64,
+    },
+    /// The bytes are not an Internet message (no header fields at all, or binary data).
+    #[error("not an e-mail message: {reason}")]
+    NotAMessage {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Tenant configuration errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TenantError {
+    /// The tenant id does not follow the rules.
+    #[error(
+        "invalid tenant id {0:?}: use 1-63 characters a-z, 0-9 and '-', starting with a letter or digit"
+    )]
+    InvalidId(String),
+    /// No such tenant.
+    #[error("tenant {0:?} does not exist")]
+    Unknown(String),
+    /// A tenant with this id exists already.
+    #[error("tenant {0:?} exists already")]
+    Exists(String),
+    /// A mail domain is malformed.
+    #[error("invalid mail domain {0:?}")]
+    InvalidDomain(String),
+    /// A region name is malformed.
+    #[error("invalid region {0:?}: use eu, us or a custom name of a-z, 0-9 and '-'")]
+    InvalidRegion(String),
+    /// A setting is out of range.
+    #[error("invalid setting: {0}")]
+    InvalidSetting(String),
+}

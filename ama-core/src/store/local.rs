@@ -1,0 +1,170 @@
+//! The embedded default [`BlobStore`]: one file per blob under a directory.
+//!
+//! Writes go to a temporary file that is fsync'ed and then renamed into
+//! place; the directories touched are fsync'ed after the renames, once per
+//! directory per batch. A crash leaves at most stray `*.tmp` files, which
+//! are never read and are removed by [`LocalStore::open`].
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::{BlobKey, BlobStore};
+use crate::error::StoreError;
+use crate::fsutil::fsync_dir;
+
+/// Blobs as files under a root directory.
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+fn io_err(key: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> StoreError {
+    move |source| StoreError::Io {
+        key: key.to_string(),
+        source,
+    }
+}
+
+impl LocalStore {
+    /// Opens (creating if needed) a store rooted at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        fs::create_dir_all(&root).map_err(io_err(root.display()))?;
+        let store = LocalStore { root };
+        store.remove_stray_temporaries(&store.root.clone());
+        Ok(store)
+    }
+
+    fn remove_stray_temporaries(&self, dir: &Path) {
+        let Ok(rd) = fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                self.remove_stray_temporaries(&p);
+            } else if p.extension().is_some_and(|x| x == "tmp") {
+                let _ = fs::remove_file(&p);
+            }
+        }
+    }
+
+    fn path(&self, key: &BlobKey) -> PathBuf {
+        self.root.join(key.as_str())
+    }
+
+    /// Writes the temporary file for `key` and fsyncs it; returns (tmp, final).
+    fn write_tmp(&self, key: &BlobKey, data: &[u8]) -> Result<(PathBuf, PathBuf), StoreError> {
+        let path = self.path(key);
+        let dir = path.parent().unwrap_or(&self.root);
+        fs::create_dir_all(dir).map_err(io_err(key))?;
+        let mut tmp = path.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let mut f = File::create(&tmp).map_err(io_err(key))?;
+        f.write_all(data).map_err(io_err(key))?;
+        f.sync_data().map_err(io_err(key))?;
+        Ok((tmp, path))
+    }
+
+    fn collect(&self, dir: &Path, out: &mut Vec<BlobKey>) -> Result<(), StoreError> {
+        let rd = match fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err(dir.display())(e)),
+        };
+        for e in rd {
+            let e = e.map_err(io_err(dir.display()))?;
+            let p = e.path();
+            let ft = e.file_type().map_err(io_err(p.display()))?;
+            if ft.is_dir() {
+                self.collect(&p, out)?;
+            } else if p.extension().is_none_or(|x| x != "tmp") {
+                if let Ok(rel) = p.strip_prefix(&self.root) {
+                    if let Some(s) = rel.to_str() {
+                        if let Ok(k) = BlobKey::parse(s) {
+                            out.push(k);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl BlobStore for LocalStore {
+    fn put(&self, key: &BlobKey, data: &[u8]) -> Result<(), StoreError> {
+        self.put_many(&[(key.clone(), data.to_vec())])
+    }
+
+    fn put_many(&self, items: &[(BlobKey, Vec<u8>)]) -> Result<(), StoreError> {
+        let mut renames = Vec::with_capacity(items.len());
+        for (k, v) in items {
+            renames.push((k, self.write_tmp(k, v)?));
+        }
+        let mut dirs = BTreeSet::new();
+        for (k, (tmp, path)) in renames {
+            fs::rename(&tmp, &path).map_err(io_err(k))?;
+            if let Some(d) = path.parent() {
+                dirs.insert(d.to_path_buf());
+            }
+        }
+        for d in dirs {
+            fsync_dir(&d).map_err(io_err(d.display()))?;
+            // The fan-out directory may itself be new: make its entry durable too.
+            if let Some(parent) = d.parent() {
+                fsync_dir(parent).map_err(io_err(parent.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn get(&self, key: &BlobKey) -> Result<Vec<u8>, StoreError> {
+        fs::read(self.path(key)).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                StoreError::NotFound {
+                    key: key.to_string(),
+                }
+            } else {
+                io_err(key)(e)
+            }
+        })
+    }
+
+    fn delete(&self, key: &BlobKey) -> Result<(), StoreError> {
+        let path = self.path(key);
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                if let Some(d) = path.parent() {
+                    fsync_dir(d).map_err(io_err(key))?;
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(key)(e)),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<BlobKey>, StoreError> {
+        // Walk only the deepest directory the prefix names completely.
+        let dir_part = match prefix.rfind('/') {
+            Some(i) => &prefix[..i],
+            None => "",
+        };
+        let start = if dir_part.is_empty() {
+            self.root.clone()
+        } else {
+            BlobKey::parse(dir_part)?;
+            self.root.join(dir_part)
+        };
+        let mut out = Vec::new();
+        self.collect(&start, &mut out)?;
+        out.retain(|k| k.as_str().starts_with(prefix));
+        out.sort();
+        Ok(out)
+    }
+
+    fn describe(&self) -> String {
+        format!("local:{}", self.root.display())
+    }
+}
