@@ -51,13 +51,21 @@ pub fn check(raw: &[u8], limit: u64) -> Result<(), IngestError> {
     if raw.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(IngestError::Empty);
     }
-    header_start(raw).map(|_| ())
+    if header_start(raw).is_none() {
+        if let Some(what) = binary_kind(raw) {
+            return Err(IngestError::NotAMessage {
+                reason: format!("the data is {what}"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Where the header section starts (after an mbox `From ` line and blank
-/// lines), and whether blank lines were skipped. Fails if the first line
-/// there is not a header field (`name: value`).
-fn header_start(raw: &[u8]) -> Result<(usize, bool), IngestError> {
+/// lines), and whether blank lines were skipped. `None` when the first line
+/// there is not a header field: text without a header is still archived
+/// (flagged [`Anomaly::NoHeaders`]); binary data is refused by [`check`].
+fn header_start(raw: &[u8]) -> Option<(usize, bool)> {
     let mut pos = 0;
     if raw.starts_with(b"From ") {
         pos = next_line(raw, 0);
@@ -71,18 +79,41 @@ fn header_start(raw: &[u8]) -> Result<(usize, bool), IngestError> {
             pos = end;
             continue;
         }
-        if is_header_line(line) {
-            return Ok((pos, skipped_blank));
-        }
-        let shown: String = String::from_utf8_lossy(&line[..line.len().min(40)])
-            .chars()
-            .map(|c| if c.is_control() { '.' } else { c })
-            .collect();
-        return Err(IngestError::NotAMessage {
-            reason: format!("the first line is not a header field: {shown:?}"),
-        });
+        return is_header_line(line).then_some((pos, skipped_blank));
     }
-    Err(IngestError::Empty)
+    None
+}
+
+/// Why `raw` is binary data rather than a (possibly malformed) message, if it is.
+fn binary_kind(raw: &[u8]) -> Option<&'static str> {
+    const MAGIC: &[(&[u8], &str)] = &[
+        (
+            b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
+            "an Outlook .msg or other OLE2 file; convert it to .eml (RFC 5322) first",
+        ),
+        (b"%PDF-", "a PDF document"),
+        (b"PK\x03\x04", "a ZIP archive"),
+        (b"\x89PNG", "a PNG image"),
+        (b"GIF8", "a GIF image"),
+        (b"\xff\xd8\xff", "a JPEG image"),
+        (b"\x1f\x8b", "gzip-compressed data; decompress it first"),
+        (
+            b"\x28\xb5\x2f\xfd",
+            "zstd-compressed data; decompress it first",
+        ),
+    ];
+    if let Some((_, what)) = MAGIC.iter().find(|(m, _)| raw.starts_with(m)) {
+        return Some(what);
+    }
+    let head = &raw[..raw.len().min(1024)];
+    let controls = head
+        .iter()
+        .filter(|&&b| {
+            b == 0 || b == 0x7f || (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0c | 0x1b))
+        })
+        .count();
+    (head.contains(&0) || controls * 10 > head.len())
+        .then_some("binary data (NUL or control bytes)")
 }
 
 fn next_line(raw: &[u8], pos: usize) -> usize {
@@ -103,8 +134,10 @@ fn is_header_line(line: &[u8]) -> bool {
     let Some(colon) = line.iter().position(|&b| b == b':') else {
         return false;
     };
-    let name = &line[..colon];
-    let name = name.strip_suffix(b" ").unwrap_or(name);
+    let mut name = &line[..colon];
+    while let Some(n) = name.strip_suffix(b" ").or_else(|| name.strip_suffix(b"\t")) {
+        name = n;
+    }
     !name.is_empty() && name.len() <= 76 && name.iter().all(|&b| (33..=126).contains(&b))
 }
 
@@ -113,10 +146,16 @@ fn is_header_line(line: &[u8]) -> bool {
 pub fn parse(raw: &[u8], received_at: i64) -> Parsed {
     let mut anomalies = Vec::new();
     let (start, skipped_blank) = match header_start(raw) {
-        Ok(v) => v,
-        Err(_) => {
+        Some(v) => v,
+        None => {
             anomalies.push(Anomaly::NoHeaders);
-            (0, false)
+            return Parsed {
+                meta: empty_meta(raw.len() as u64, received_at, anomalies),
+                text: MessageText {
+                    body: lossy_capped(raw),
+                    attachments: String::new(),
+                },
+            };
         }
     };
     if skipped_blank {
@@ -327,16 +366,38 @@ mod tests {
         ));
         for junk in [
             &b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"[..],
-            b"hello world, this is not mail\n",
             b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n",
-            b": no name\n",
-            b"From someone\n\nbody only",
+            b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\0\0",
+            b"\x01\x02\x03\x04 binary \x05\x06\x07\x08\x0e\x0f",
         ] {
             assert!(
                 matches!(check(junk, LIMIT), Err(IngestError::NotAMessage { .. })),
                 "{junk:?}"
             );
         }
+    }
+
+    #[test]
+    fn text_without_headers_is_archived_and_flagged() {
+        for text in [
+            &b"hello world, this is not mail\n"[..],
+            b": no name\n",
+            b"a\n",
+            b"From someone\n\nbody only",
+        ] {
+            check(text, LIMIT).unwrap();
+            let p = parse(text, 7);
+            assert!(p.meta.anomalies.contains(&Anomaly::NoHeaders), "{text:?}");
+            assert_eq!(p.meta.date, 7);
+        }
+        assert!(parse(b"hello world\n", 0).text.body.contains("hello world"));
+    }
+
+    #[test]
+    fn obsolete_space_before_colon_is_a_header() {
+        let raw = b"To    : Mary Smith <mary@x.test>\nSubject : hi\n\nbody";
+        check(raw, LIMIT).unwrap();
+        assert!(!parse(raw, 0).meta.anomalies.contains(&Anomaly::NoHeaders));
     }
 
     #[test]

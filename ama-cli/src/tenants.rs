@@ -1,0 +1,179 @@
+//! Archive and tenant administration: `init`, `tenant add`, `tenant list`,
+//! `stats` and `reindex`.
+
+use std::io::Write;
+
+use ama_core::{Archive, Tenant, TenantSpec};
+use serde_json::json;
+
+use crate::cli::{Global, JsonArg, StatsArgs, TenantAddArgs, TenantArg};
+use crate::output::{self, clean, human_bytes};
+use crate::unlock;
+
+/// `ama init`
+pub fn init(g: &Global) -> anyhow::Result<()> {
+    let archive = unlock::create(g)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "created an empty archive in {}",
+        archive.data_dir().display()
+    )?;
+    if g.kdf_fast {
+        writeln!(
+            std::io::stderr().lock(),
+            "ama: warning: the key store uses INSECURE fast key derivation \
+             (--kdf-fast / AMA_INSECURE_FAST_KDF); use it for tests and demos only"
+        )?;
+    }
+    writeln!(out, "next: ama tenant add ID")?;
+    Ok(())
+}
+
+/// `ama tenant add`
+pub fn add(g: &Global, args: &TenantAddArgs) -> anyhow::Result<()> {
+    let archive = unlock::open(g)?;
+    let spec = TenantSpec {
+        id: args.id.clone(),
+        name: args.name.clone(),
+        region: args.region.clone(),
+        domains: args.domains.clone(),
+        retention: args.retention,
+    };
+    let t = archive.create_tenant(spec)?;
+    writeln!(
+        std::io::stdout().lock(),
+        "created tenant {} ({}), region {}, retention {}, domains {}",
+        t.id,
+        clean(&t.name),
+        t.region,
+        t.retention,
+        domains(&t)
+    )?;
+    Ok(())
+}
+
+fn domains(t: &Tenant) -> String {
+    if t.domains.is_empty() {
+        "-".into()
+    } else {
+        t.domains.join(",")
+    }
+}
+
+/// `ama tenant list`
+pub fn list(g: &Global, args: &JsonArg) -> anyhow::Result<()> {
+    let archive = unlock::open(g)?;
+    let tenants = archive.tenants()?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        for t in &tenants {
+            let v = json!({
+                "id": t.id.as_str(),
+                "name": t.name,
+                "region": t.region.to_string(),
+                "domains": t.domains,
+                "retention": t.retention.to_string(),
+                "created_at": output::rfc3339(t.created_at),
+            });
+            output::json_line(&mut out, &v)?;
+        }
+        return Ok(());
+    }
+    if tenants.is_empty() {
+        writeln!(
+            std::io::stderr().lock(),
+            "no tenants yet (create one with: ama tenant add ID)"
+        )?;
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = tenants
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.to_string(),
+                clean(&t.name),
+                t.region.to_string(),
+                domains(t),
+                t.retention.to_string(),
+            ]
+        })
+        .collect();
+    output::table(
+        &mut out,
+        &["ID", "NAME", "REGION", "DOMAINS", "RETENTION"],
+        &rows,
+    )
+}
+
+/// `ama stats`
+pub fn stats(g: &Global, args: &StatsArgs) -> anyhow::Result<()> {
+    let archive = unlock::open(g)?;
+    let tenants = match &args.tenant {
+        Some(id) => vec![archive.tenant(id)?],
+        None => archive.tenants()?,
+    };
+    let mut out = std::io::stdout().lock();
+    let mut rows = Vec::new();
+    for t in &tenants {
+        let s = archive.stats(&t.id)?;
+        let indexed = archive.indexed_count(&t.id)?;
+        let ratio = (s.raw_bytes > 0).then(|| s.stored_bytes as f64 / s.raw_bytes as f64);
+        if args.json {
+            let v = json!({
+                "tenant": t.id.as_str(),
+                "messages": s.messages,
+                "raw_bytes": s.raw_bytes,
+                "stored_bytes": s.stored_bytes,
+                "duplicates": s.duplicates,
+                "indexed": indexed,
+                "ratio": ratio,
+            });
+            output::json_line(&mut out, &v)?;
+        } else {
+            rows.push(vec![
+                t.id.to_string(),
+                s.messages.to_string(),
+                human_bytes(s.raw_bytes),
+                human_bytes(s.stored_bytes),
+                ratio.map_or_else(|| "-".into(), |r| format!("{r:.2}")),
+                s.duplicates.to_string(),
+                indexed.to_string(),
+            ]);
+        }
+    }
+    if args.json {
+        return Ok(());
+    }
+    if rows.is_empty() {
+        writeln!(std::io::stderr().lock(), "no tenants yet")?;
+        return Ok(());
+    }
+    output::table(
+        &mut out,
+        &[
+            "TENANT",
+            "MESSAGES",
+            "RAW",
+            "STORED",
+            "RATIO",
+            "DUPLICATES",
+            "INDEXED",
+        ],
+        &rows,
+    )
+}
+
+/// `ama reindex`
+pub fn reindex(g: &Global, args: &TenantArg) -> anyhow::Result<()> {
+    let archive: Archive = unlock::open(g)?;
+    let start = std::time::Instant::now();
+    let n = archive.reindex(&args.tenant)?;
+    writeln!(
+        std::io::stdout().lock(),
+        "reindexed {n} messages of tenant {} in {:.1} s",
+        args.tenant,
+        start.elapsed().as_secs_f64()
+    )?;
+    Ok(())
+}

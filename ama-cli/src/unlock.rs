@@ -1,0 +1,76 @@
+//! Getting the master secret and opening the archive.
+//!
+//! The secret never comes from an argument (it would be visible in `ps` and
+//! shell history): a key file (`--key-file`) wins, then a passphrase file
+//! (`--passphrase-file`), then the environment variable `AMA_PASSPHRASE`.
+//! An explicit option beats the environment, so a stray exported variable
+//! cannot silently override what the operator typed.
+
+use std::path::Path;
+
+use ama_core::{Archive, ArchiveOptions, KdfParams, KeyError, Unlock};
+use anyhow::Context;
+
+use crate::cli::Global;
+
+/// The environment variable holding the passphrase.
+const PASSPHRASE_ENV: &str = "AMA_PASSPHRASE";
+
+/// How to unlock the key store, from the options and the environment.
+pub fn unlock(g: &Global) -> anyhow::Result<Unlock> {
+    if let Some(f) = &g.key_file {
+        return Ok(Unlock::KeyFile(f.clone()));
+    }
+    if let Some(f) = &g.passphrase_file {
+        return passphrase_from_file(f);
+    }
+    match std::env::var(PASSPHRASE_ENV) {
+        Ok(p) if !p.is_empty() => Ok(Unlock::passphrase(p)),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            anyhow::bail!("{PASSPHRASE_ENV} is not valid UTF-8")
+        }
+        _ => Err(KeyError::Missing.into()),
+    }
+}
+
+/// The first line of `path`, without its line ending. The string is moved
+/// (not copied) into the zeroizing [`Unlock`].
+fn passphrase_from_file(path: &Path) -> anyhow::Result<Unlock> {
+    let mut text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read passphrase file {}", path.display()))?;
+    let end = text.find('\n').unwrap_or(text.len());
+    text.truncate(end);
+    if text.ends_with('\r') {
+        text.pop();
+    }
+    if text.is_empty() {
+        anyhow::bail!(
+            "passphrase file {} is empty (its first line holds the passphrase)",
+            path.display()
+        );
+    }
+    Ok(Unlock::passphrase(text))
+}
+
+/// Opens the archive in the data directory.
+pub fn open(g: &Global) -> anyhow::Result<Archive> {
+    let unlock = unlock(g)?;
+    Archive::open(&g.data, &unlock, ArchiveOptions::default())
+        .with_context(|| format!("cannot open the archive in {}", g.data.display()))
+}
+
+/// Creates a new archive in the data directory.
+pub fn create(g: &Global) -> anyhow::Result<Archive> {
+    let unlock = unlock(g)?;
+    let kdf = if g.kdf_fast {
+        KdfParams::insecure_fast()
+    } else {
+        KdfParams::default()
+    };
+    let options = ArchiveOptions {
+        kdf,
+        ..ArchiveOptions::default()
+    };
+    Archive::create(&g.data, &unlock, options)
+        .with_context(|| format!("cannot create an archive in {}", g.data.display()))
+}

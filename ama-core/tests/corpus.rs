@@ -1,0 +1,118 @@
+//! Golden test over the real corpus: every message under `../shared/corpus`
+//! (all folders) is imported; `get_raw` returns exactly the file's bytes and
+//! a search for its Message-ID finds it.
+
+mod common;
+
+use std::collections::HashMap;
+
+use ama_core::mailbox::{WalkOptions, walk};
+use ama_core::{Envelope, IngestError, MessageId, Principal, SearchOptions, Source};
+
+#[test]
+fn every_corpus_message_round_trips_and_is_found_by_message_id() {
+    let Some(corpus) = common::corpus() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let a = common::create(dir.path());
+    let t = common::tenant(&a, "corpus");
+    let auditor = Principal::auditor(t.clone());
+
+    let mut folders: Vec<_> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    folders.sort();
+    assert!(
+        folders.len() >= 3,
+        "expected the corpus folders, got {folders:?}"
+    );
+
+    // origin -> (id, sha of file) ; refused non-messages are listed.
+    let mut ids: HashMap<String, MessageId> = HashMap::new();
+    let mut refused: Vec<(String, IngestError)> = Vec::new();
+    let mut batch: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut flush = |batch: &mut Vec<(String, Vec<u8>)>,
+                     ids: &mut HashMap<String, MessageId>,
+                     refused: &mut Vec<(String, IngestError)>| {
+        let items: Vec<(&[u8], Envelope)> = batch
+            .iter()
+            .map(|(_, raw)| (raw.as_slice(), Envelope::new(Source::Import)))
+            .collect();
+        let res = a.ingest_batch(&t, &items).unwrap();
+        for ((origin, _), r) in batch.iter().zip(res) {
+            match r {
+                Ok(rc) => {
+                    ids.insert(origin.clone(), rc.id);
+                }
+                Err(e) => refused.push((origin.clone(), e)),
+            }
+        }
+        batch.clear();
+    };
+    let mut files = 0usize;
+    for item in walk(&folders, &WalkOptions::default()) {
+        // The corpus' provenance files are not mail.
+        if item.origin.ends_with("SOURCES.tsv")
+            || item.origin.ends_with("README.md")
+            || item.origin.ends_with("COPYING")
+        {
+            continue;
+        }
+        files += 1;
+        batch.push((item.origin, item.raw.unwrap()));
+        if batch.len() == 1000 {
+            flush(&mut batch, &mut ids, &mut refused);
+        }
+    }
+    flush(&mut batch, &mut ids, &mut refused);
+    assert!(files > 50_000, "only {files} corpus files found");
+    // The one file in the corpus that is not an Internet message is an
+    // Outlook .msg (OLE2) file named .eml; it must be refused with a reason
+    // that says so. Everything else must be archived.
+    assert_eq!(refused.len(), 1, "refused: {refused:?}");
+    assert!(refused[0].0.ends_with("mail_outlook_1.eml"), "{refused:?}");
+    assert!(
+        matches!(&refused[0].1, IngestError::NotAMessage { reason } if reason.contains("Outlook")),
+        "{refused:?}"
+    );
+
+    let mut missing_mid = 0;
+    let mut not_found = Vec::new();
+    for (origin, id) in &ids {
+        let want = std::fs::read(origin).unwrap();
+        let got = a.get_raw(&auditor, *id).unwrap();
+        assert!(got == want, "{origin}: bytes differ after the round trip");
+        let info = a.get(&auditor, *id).unwrap();
+        let Some(mid) = &info.meta.message_id else {
+            missing_mid += 1;
+            continue;
+        };
+        let q = format!("message-id:{}", common::quote(mid));
+        let r = a
+            .search(
+                &auditor,
+                &q,
+                &SearchOptions {
+                    limit: 1000,
+                    ..Default::default()
+                },
+            )
+            .unwrap_or_else(|e| panic!("{origin}: query {q:?} failed: {e}"));
+        if !r.hits.iter().any(|h| h.id == *id) {
+            not_found.push((origin.clone(), mid.clone()));
+        }
+    }
+    assert!(
+        not_found.is_empty(),
+        "{} messages not found by Message-ID, e.g. {:?}",
+        not_found.len(),
+        &not_found[..not_found.len().min(10)]
+    );
+    eprintln!(
+        "corpus: {files} files, {} distinct messages, {missing_mid} without Message-ID",
+        a.stats(&t).unwrap().messages
+    );
+}
