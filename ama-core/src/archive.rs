@@ -319,6 +319,19 @@ impl Archive {
         };
         drop(tk);
         let index = TenantIndex::open(&self.dir.join("index").join(&record.storage_id))?;
+        {
+            // The index is derived data: if it was lost or damaged (its count
+            // disagrees with the catalog while nothing is pending), rebuild it.
+            let rtxn = self.catalog.read()?;
+            let expected = rtxn.stats(id.as_str())?.messages;
+            if rtxn.pending_index(id.as_str())?.is_empty() && index.num_docs() != expected {
+                drop(rtxn);
+                index.clear()?;
+                let mut txn = self.catalog.write()?;
+                txn.mark_all_pending(id.as_str())?;
+                txn.commit()?;
+            }
+        }
         let state = Arc::new(TenantState {
             record,
             keys,
