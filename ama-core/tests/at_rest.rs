@@ -1,0 +1,131 @@
+//! No plaintext at rest (the part this issue covers): mail carrying unique
+//! random tokens is ingested, searched and read back, then every byte of
+//! every file under the data directory is scanned. No token may appear in
+//! any blob, catalog or key file, in lower, upper or original case, nor in
+//! UTF-16LE.
+//!
+//! The full-text index directory (`index/`) is skipped here: encrypting it
+//! is the "no plaintext at rest" issue's work, and until it lands the index
+//! holds terms in plaintext. This test says so rather than pretend.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use ama_core::{Envelope, Principal, SearchOptions, Source};
+
+fn token(tag: &str) -> String {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).unwrap();
+    format!(
+        "{tag}{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    )
+}
+
+fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            files(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+fn forms(t: &str) -> Vec<Vec<u8>> {
+    let mut v = vec![
+        t.as_bytes().to_vec(),
+        t.to_lowercase().into_bytes(),
+        t.to_uppercase().into_bytes(),
+    ];
+    v.push(t.encode_utf16().flat_map(|u| u.to_le_bytes()).collect());
+    v
+}
+
+#[test]
+fn no_token_reaches_blobs_catalog_or_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = common::create(dir.path());
+    let t = common::tenant(&a, "acme");
+
+    let subject = token("Subj");
+    let body = token("Body");
+    let attname = token("File");
+    let attbody = token("Attach");
+    let local = token("user");
+    let mid = token("mid");
+    let rcpt = token("bcc");
+    let raw = format!(
+        "From: Someone <{local}@example.test>\r\nTo: {local}@example.test\r\n\
+         Subject: {subject}\r\nMessage-ID: <{mid}@example.test>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n\
+         --B\r\nContent-Type: text/plain\r\n\r\n{body}\r\n\
+         --B\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=\"{attname}.txt\"\r\n\r\n{attbody}\r\n--B--\r\n"
+    );
+    let env = Envelope::new(Source::Smtp)
+        .mail_from(format!("{local}@example.test"))
+        .rcpt(format!("{rcpt}@example.test"));
+    let r = a.ingest(&t, raw.as_bytes(), &env).unwrap();
+    // A duplicate delivery rewrites the catalog record; a search and a read
+    // exercise the read path; a reopen exercises recovery.
+    a.ingest(
+        &t,
+        raw.as_bytes(),
+        &Envelope::new(Source::Smtp).rcpt("other@example.test"),
+    )
+    .unwrap();
+    let au = Principal::auditor(t.clone());
+    assert_eq!(
+        a.search(&au, &subject, &SearchOptions::default())
+            .unwrap()
+            .total,
+        1
+    );
+    assert_eq!(a.get_raw(&au, r.id).unwrap(), raw.as_bytes());
+    drop(a);
+    let a = common::reopen(dir.path());
+    a.reindex(&t).unwrap();
+    drop(a);
+
+    let tokens = [&subject, &body, &attname, &attbody, &local, &mid, &rcpt];
+    let index_dir = dir.path().join("index");
+    let scan = || -> (usize, Vec<String>) {
+        let mut all = Vec::new();
+        files(dir.path(), &mut all);
+        let scanned: Vec<&PathBuf> = all.iter().filter(|p| !p.starts_with(&index_dir)).collect();
+        assert!(
+            scanned.iter().any(|p| p.ends_with("catalog.redb")),
+            "catalog not scanned"
+        );
+        assert!(
+            scanned
+                .iter()
+                .any(|p| p.starts_with(dir.path().join("blobs"))),
+            "no blob scanned"
+        );
+        let mut found = Vec::new();
+        for f in &scanned {
+            let bytes = std::fs::read(f).unwrap();
+            for tok in tokens {
+                if forms(tok)
+                    .iter()
+                    .any(|form| bytes.windows(form.len()).any(|w| w == form.as_slice()))
+                {
+                    found.push(format!("{tok} in {}", f.display()));
+                }
+            }
+        }
+        (scanned.len(), found)
+    };
+    // The scan can fail: a decoy file holding the message and envelope is caught.
+    let decoy = dir.path().join("blobs").join("decoy");
+    std::fs::write(&decoy, format!("{raw}{rcpt}").to_uppercase()).unwrap();
+    assert_eq!(scan().1.len(), tokens.len(), "the scan must see plaintext");
+    std::fs::remove_file(&decoy).unwrap();
+
+    let (n, found) = scan();
+    assert!(found.is_empty(), "plaintext at rest: {found:?}");
+    eprintln!("scanned {n} files (index/ skipped until the encrypted index lands)");
+}
