@@ -38,6 +38,10 @@ use crate::tenant::{Tenant, TenantId, TenantSpec, normalize_domain};
 
 const BLOB_MAGIC: &[u8; 4] = b"AMAB";
 const BLOB_VERSION: u8 = 1;
+/// Largest page a search returns.
+pub const MAX_PAGE: usize = 10_000;
+/// Deepest page offset a search accepts (deeper paging means a narrower query).
+pub const MAX_OFFSET: usize = 1_000_000;
 /// Pending index entries are processed in chunks of this many messages.
 const REINDEX_CHUNK: usize = 500;
 
@@ -376,6 +380,9 @@ impl Archive {
         items: &[(B, Envelope)],
     ) -> Result<Vec<Result<Receipt, IngestError>>> {
         let state = self.state(tenant)?;
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
         let t = tenant.as_str();
         let limit = self.options.max_message_size;
 
@@ -537,9 +544,11 @@ impl Archive {
                 Err(_) => None,
             })
             .collect();
-        state.index.index(&docs)?;
-        let ids: Vec<MessageId> = to_index.keys().copied().collect();
-        self.clear_pending(t, &ids)?;
+        if !docs.is_empty() {
+            state.index.index(&docs)?;
+            let ids: Vec<MessageId> = to_index.keys().copied().collect();
+            self.clear_pending(t, &ids)?;
+        }
         Ok(receipts)
     }
 
@@ -586,7 +595,13 @@ impl Archive {
         let q = crate::query::parse(query)?;
         let scope = who.mail_scope()?;
         let state = self.state(who.tenant())?;
-        let limit = opts.limit.clamp(1, 10_000);
+        let limit = opts.limit.clamp(1, MAX_PAGE);
+        if opts.offset > MAX_OFFSET {
+            return Err(Error::InvalidArgument(format!(
+                "page offset {} is beyond the deepest page ({MAX_OFFSET}); narrow the query",
+                opts.offset
+            )));
+        }
         let (total, ids) = state
             .index
             .search(&q, scope, opts.sort, opts.offset, limit)?;

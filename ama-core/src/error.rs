@@ -34,6 +34,9 @@ pub enum Error {
     /// A tenant id, name or setting is invalid, unknown or already taken.
     #[error(transparent)]
     Tenant(#[from] TenantError),
+    /// An argument is out of range (a page offset, a limit).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
     /// The principal may not do this.
     #[error("access denied: {0}")]
     AccessDenied(String),

@@ -242,6 +242,23 @@ fn bad_query_is_a_typed_error_with_position() {
         f.a.search(&au, "form:bob", &opts()),
         Err(Error::Query(_))
     ));
+    // Paging arguments from outside cannot overflow or panic.
+    let deep = SearchOptions {
+        offset: usize::MAX,
+        limit: usize::MAX,
+        sort: Sort::Relevance,
+    };
+    assert!(matches!(
+        f.a.search(&au, "", &deep),
+        Err(Error::InvalidArgument(_))
+    ));
+    let huge_page = SearchOptions {
+        limit: usize::MAX,
+        ..opts()
+    };
+    assert_eq!(f.a.search(&au, "", &huge_page).unwrap().total, 5);
+    // An empty batch is a no-op.
+    assert!(f.a.ingest_batch::<&[u8]>(&f.t, &[]).unwrap().is_empty());
 }
 
 #[test]
