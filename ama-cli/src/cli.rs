@@ -8,6 +8,11 @@ use std::path::PathBuf;
 use ama_core::{MessageId, Region, Retention, TenantId};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// Largest `--limit` (the engine's `ama_core::archive::MAX_PAGE`).
+const MAX_PAGE: i64 = ama_core::archive::MAX_PAGE as i64;
+/// Deepest `--offset` (the engine's `ama_core::archive::MAX_OFFSET`).
+const MAX_OFFSET: i64 = ama_core::archive::MAX_OFFSET as i64;
+
 /// ama: an embeddable, multi-tenant e-mail archive.
 ///
 /// The master secret is read from the environment variable AMA_PASSPHRASE,
@@ -26,6 +31,7 @@ pub struct Cli {
 
 /// Where the archive is and how to unlock it.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Data directory of the archive.
     #[arg(
@@ -184,22 +190,25 @@ pub struct SearchArgs {
         long,
         value_name = "N",
         default_value_t = 20,
-        value_parser = clap::value_parser!(u32).range(1..=10_000)
+        value_parser = clap::value_parser!(u32).range(1..=MAX_PAGE)
     )]
     pub limit: u32,
-    /// Hits to skip (paging).
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub offset: usize,
+    /// Hits to skip (paging; at most 1000000, deeper paging needs a narrower query).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u32).range(0..=MAX_OFFSET)
+    )]
+    pub offset: u32,
     /// Result order.
     #[arg(long, value_enum, default_value_t = SortArg::Newest)]
     pub sort: SortArg,
     /// The query; words are joined with spaces. Empty finds every message.
-    /// Put `--` before a query that starts with `-`.
-    #[arg(
-        value_name = "QUERY",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    /// A query with a negation such as `-newsletter` goes after `--`
+    /// (`ama search --tenant t -- invoice -newsletter`), as everything
+    /// after `--` is query.
+    #[arg(value_name = "QUERY")]
     pub query: Vec<String>,
 }
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use ama_core::mailbox::{self, WalkOptions};
 use ama_core::{Archive, Envelope, Source};
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use serde::Serialize;
 
 use crate::cli::{Global, ImportArgs};
@@ -206,12 +206,16 @@ fn ingest(
                         report.imported += 1;
                     }
                     report.bytes += raw.len() as u64;
-                    report.messages.push(Imported {
-                        path: origin,
-                        id: receipt.id.to_string(),
-                        sha256: receipt.sha256_hex(),
-                        duplicate: receipt.duplicate,
-                    });
+                    // Only --json lists every message; a human summary of a
+                    // million-message import should not hold them all.
+                    if args.json {
+                        report.messages.push(Imported {
+                            path: origin,
+                            id: receipt.id.to_string(),
+                            sha256: receipt.sha256_hex(),
+                            duplicate: receipt.duplicate,
+                        });
+                    }
                 }
                 Err(e) => report.refused.push(Refused {
                     path: origin,
@@ -238,9 +242,14 @@ fn progress_bar() -> ProgressBar {
     }
     let pb = ProgressBar::new_spinner();
     if let Ok(style) =
-        ProgressStyle::with_template("{spinner} {elapsed} {pos} messages ({per_sec}) {msg}")
+        ProgressStyle::with_template("{spinner} {elapsed} {pos} messages ({rate}) {msg}")
     {
-        pb.set_style(style);
+        pb.set_style(style.with_key(
+            "rate",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0} msg/s", state.per_sec());
+            },
+        ));
     }
     pb.enable_steady_tick(Duration::from_millis(120));
     pb

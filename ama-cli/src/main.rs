@@ -91,20 +91,26 @@ fn clap_exit(e: &clap::Error) -> ExitCode {
         let _ = e.print();
         return ExitCode::SUCCESS;
     }
+    if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        // Plain `ama` or `ama tenant`: the help, as a usage error.
+        let _ = e.print();
+        return ExitCode::from(2);
+    }
     let text = e.render().to_string();
     let text = text.strip_prefix("error: ").unwrap_or(&text);
     let _ = write!(std::io::stderr().lock(), "ama: {text}");
     ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
 }
 
-/// 2 for usage errors and unparsable queries, 1 for everything else.
+/// 2 for usage errors, unparsable queries and out-of-range arguments, 1 for
+/// everything else.
 fn exit_code(e: &anyhow::Error) -> u8 {
     let usage = e.chain().any(|c| {
         c.is::<Usage>()
             || c.is::<ama_core::QueryError>()
             || matches!(
                 c.downcast_ref::<ama_core::Error>(),
-                Some(ama_core::Error::Query(_))
+                Some(ama_core::Error::Query(_) | ama_core::Error::InvalidArgument(_))
             )
     });
     if usage { 2 } else { 1 }

@@ -8,16 +8,26 @@
 use std::io::Write;
 
 use ama_core::message::Mailbox;
-use ama_core::{Anomaly, MessageInfo, crypto};
-use serde_json::{Value, json};
+use ama_core::{Anomaly, AttachmentInfo, MessageInfo, crypto};
+use serde::Serialize;
+use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-/// `value` with control characters replaced, safe to print on a terminal.
+/// `value` with control characters (escape sequences, newlines) and
+/// bidirectional overrides (which can make text read backwards) replaced,
+/// safe to print on a terminal, one line.
 pub fn clean(value: &str) -> String {
     value
         .chars()
-        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .map(|c| {
+            let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            if c.is_control() || bidi {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -67,60 +77,110 @@ fn addresses(list: &[Mailbox]) -> Vec<&str> {
         .collect()
 }
 
-/// One search hit as a flat JSON object (one line of `ama search --json`).
-pub fn hit_json(info: &MessageInfo) -> Value {
-    let m = &info.meta;
-    json!({
-        "id": info.id.to_string(),
-        "date": rfc3339(m.date),
-        "from": first_from(info),
-        "to": addresses(&m.to),
-        "cc": addresses(&m.cc),
-        "subject": m.subject,
-        "size": m.size,
-        "message_id": m.message_id,
-        "attachments": m.attachments.len(),
-        "sha256": crypto::hex(&info.sha256),
-    })
+/// One search hit (one line of `ama search --json`).
+#[derive(Debug, Serialize)]
+pub struct Hit<'a> {
+    id: String,
+    /// Message date, RFC 3339 UTC.
+    date: Value,
+    from: String,
+    to: Vec<&'a str>,
+    cc: Vec<&'a str>,
+    subject: Option<&'a str>,
+    size: u64,
+    message_id: Option<&'a str>,
+    /// Number of attachments.
+    attachments: usize,
+    sha256: String,
+}
+
+impl<'a> Hit<'a> {
+    /// The hit for `info`.
+    pub fn new(info: &'a MessageInfo) -> Self {
+        let m = &info.meta;
+        Hit {
+            id: info.id.to_string(),
+            date: rfc3339(m.date),
+            from: first_from(info),
+            to: addresses(&m.to),
+            cc: addresses(&m.cc),
+            subject: m.subject.as_deref(),
+            size: m.size,
+            message_id: m.message_id.as_deref(),
+            attachments: m.attachments.len(),
+            sha256: crypto::hex(&info.sha256),
+        }
+    }
 }
 
 /// Everything the catalog knows about a message (`ama show --info`).
-pub fn info_json(info: &MessageInfo) -> Value {
-    let m = &info.meta;
-    let deliveries: Vec<Value> = info
-        .deliveries
-        .iter()
-        .map(|d| {
-            json!({
-                "mail_from": d.mail_from,
-                "rcpt_to": d.rcpt_to,
-                "received_at": rfc3339(d.received_at),
-                "source": d.source.to_string(),
-            })
-        })
-        .collect();
-    let anomalies: Vec<String> = m.anomalies.iter().map(anomaly_name).collect();
-    json!({
-        "id": info.id.to_string(),
-        "sha256": crypto::hex(&info.sha256),
-        "size": m.size,
-        "date": rfc3339(m.date),
-        "header_date": m.header_date.map(rfc3339),
-        "message_id": m.message_id,
-        "subject": m.subject,
-        "from": m.from,
-        "sender": m.sender,
-        "to": m.to,
-        "cc": m.cc,
-        "bcc": m.bcc,
-        "reply_to": m.reply_to,
-        "in_reply_to": m.in_reply_to,
-        "references": m.references,
-        "attachments": m.attachments,
-        "anomalies": anomalies,
-        "deliveries": deliveries,
-        "envelope_recipients": info.envelope_recipients(),
-    })
+#[derive(Debug, Serialize)]
+pub struct Info<'a> {
+    id: String,
+    sha256: String,
+    size: u64,
+    date: Value,
+    header_date: Value,
+    message_id: Option<&'a str>,
+    subject: Option<&'a str>,
+    from: &'a [Mailbox],
+    sender: &'a [Mailbox],
+    to: &'a [Mailbox],
+    cc: &'a [Mailbox],
+    bcc: &'a [Mailbox],
+    reply_to: &'a [Mailbox],
+    in_reply_to: &'a [String],
+    references: &'a [String],
+    attachments: &'a [AttachmentInfo],
+    anomalies: Vec<String>,
+    envelope_recipients: Vec<String>,
+    deliveries: Vec<DeliveryJson<'a>>,
+}
+
+/// A delivery with a readable time.
+#[derive(Debug, Serialize)]
+struct DeliveryJson<'a> {
+    received_at: Value,
+    source: String,
+    mail_from: Option<&'a str>,
+    rcpt_to: &'a [String],
+}
+
+impl<'a> Info<'a> {
+    /// The metadata of `info`.
+    pub fn new(info: &'a MessageInfo) -> Self {
+        let m = &info.meta;
+        Info {
+            id: info.id.to_string(),
+            sha256: crypto::hex(&info.sha256),
+            size: m.size,
+            date: rfc3339(m.date),
+            header_date: m.header_date.map_or(Value::Null, rfc3339),
+            message_id: m.message_id.as_deref(),
+            subject: m.subject.as_deref(),
+            from: &m.from,
+            sender: &m.sender,
+            to: &m.to,
+            cc: &m.cc,
+            bcc: &m.bcc,
+            reply_to: &m.reply_to,
+            in_reply_to: &m.in_reply_to,
+            references: &m.references,
+            attachments: &m.attachments,
+            anomalies: m.anomalies.iter().map(anomaly_name).collect(),
+            envelope_recipients: info.envelope_recipients(),
+            deliveries: info
+                .deliveries
+                .iter()
+                .map(|d| DeliveryJson {
+                    received_at: rfc3339(d.received_at),
+                    source: d.source.to_string(),
+                    mail_from: d.mail_from.as_deref(),
+                    rcpt_to: &d.rcpt_to,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The name of an anomaly, as serde gives it (`NoHeaders`, …).
@@ -132,7 +192,7 @@ fn anomaly_name(a: &Anomaly) -> String {
 }
 
 /// Writes `value` as one line of JSON.
-pub fn json_line(out: &mut impl Write, value: &Value) -> anyhow::Result<()> {
+pub fn json_line(out: &mut impl Write, value: &impl Serialize) -> anyhow::Result<()> {
     serde_json::to_writer(&mut *out, value)?;
     out.write_all(b"\n")?;
     Ok(())
@@ -180,4 +240,28 @@ pub fn table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> any
         writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_defuses_terminal_escapes() {
+        assert_eq!(
+            clean("a\u{1b}[2Jb\nc\u{202e}d"),
+            "a\u{fffd}[2Jb\u{fffd}c\u{fffd}d"
+        );
+        assert_eq!(clean("Grüße"), "Grüße");
+    }
+
+    #[test]
+    fn fit_pads_and_cuts() {
+        assert_eq!(fit("abc", 5), "abc  ");
+        assert_eq!(fit("abcdef", 4), "abc…");
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(short_date(1_727_778_600), "2024-10-01 10:30");
+        assert_eq!(rfc3339(0), Value::String("1970-01-01T00:00:00Z".into()));
+    }
 }

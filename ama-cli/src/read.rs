@@ -21,7 +21,7 @@ pub fn search(g: &Global, args: &SearchArgs) -> anyhow::Result<()> {
     let who = Principal::auditor(args.tenant.clone());
     let opts = SearchOptions {
         limit: args.limit as usize,
-        offset: args.offset,
+        offset: args.offset as usize,
         sort: args.sort.into(),
     };
     let found = match archive.search(&who, &query, &opts) {
@@ -31,7 +31,7 @@ pub fn search(g: &Global, args: &SearchArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     for hit in &found.hits {
         if args.json {
-            output::json_line(&mut out, &output::hit_json(hit))?;
+            output::json_line(&mut out, &output::Hit::new(hit))?;
         } else {
             let m = &hit.meta;
             writeln!(
@@ -48,11 +48,8 @@ pub fn search(g: &Global, args: &SearchArgs) -> anyhow::Result<()> {
     let shown = found.hits.len();
     let mut footer = format!("{shown} of {} messages", found.total);
     if args.offset > 0 && shown > 0 {
-        footer.push_str(&format!(
-            " (hits {}-{})",
-            args.offset + 1,
-            args.offset + shown
-        ));
+        let first = args.offset as usize + 1;
+        footer.push_str(&format!(" (hits {first}-{})", first + shown - 1));
     }
     writeln!(std::io::stderr().lock(), "{footer}")?;
     Ok(())
@@ -76,7 +73,7 @@ pub fn show(g: &Global, args: &ShowArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if args.info {
         let info = archive.get(&who, args.id)?;
-        serde_json::to_writer_pretty(&mut out, &output::info_json(&info))?;
+        serde_json::to_writer_pretty(&mut out, &output::Info::new(&info))?;
         out.write_all(b"\n")?;
     } else {
         let raw = archive.get_raw(&who, args.id)?;

@@ -4,7 +4,8 @@
 use std::io::Write;
 
 use ama_core::{Archive, Tenant, TenantSpec};
-use serde_json::json;
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::cli::{Global, JsonArg, StatsArgs, TenantAddArgs, TenantArg};
 use crate::output::{self, clean, human_bytes};
@@ -61,6 +62,32 @@ fn domains(t: &Tenant) -> String {
     }
 }
 
+/// A line of `ama tenant list --json`.
+#[derive(Debug, Serialize)]
+struct TenantJson<'a> {
+    id: &'a str,
+    name: &'a str,
+    region: String,
+    domains: &'a [String],
+    retention: String,
+    /// RFC 3339 UTC.
+    created_at: Value,
+}
+
+/// A line of `ama stats --json`.
+#[derive(Debug, Serialize)]
+struct StatsJson<'a> {
+    tenant: &'a str,
+    messages: u64,
+    raw_bytes: u64,
+    stored_bytes: u64,
+    duplicates: u64,
+    /// Documents in the full-text index (equals `messages` when healthy).
+    indexed: u64,
+    /// stored_bytes / raw_bytes; null while the tenant is empty.
+    ratio: Option<f64>,
+}
+
 /// `ama tenant list`
 pub fn list(g: &Global, args: &JsonArg) -> anyhow::Result<()> {
     let archive = unlock::open(g)?;
@@ -68,14 +95,14 @@ pub fn list(g: &Global, args: &JsonArg) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if args.json {
         for t in &tenants {
-            let v = json!({
-                "id": t.id.as_str(),
-                "name": t.name,
-                "region": t.region.to_string(),
-                "domains": t.domains,
-                "retention": t.retention.to_string(),
-                "created_at": output::rfc3339(t.created_at),
-            });
+            let v = TenantJson {
+                id: t.id.as_str(),
+                name: &t.name,
+                region: t.region.to_string(),
+                domains: &t.domains,
+                retention: t.retention.to_string(),
+                created_at: output::rfc3339(t.created_at),
+            };
             output::json_line(&mut out, &v)?;
         }
         return Ok(());
@@ -120,15 +147,15 @@ pub fn stats(g: &Global, args: &StatsArgs) -> anyhow::Result<()> {
         let indexed = archive.indexed_count(&t.id)?;
         let ratio = (s.raw_bytes > 0).then(|| s.stored_bytes as f64 / s.raw_bytes as f64);
         if args.json {
-            let v = json!({
-                "tenant": t.id.as_str(),
-                "messages": s.messages,
-                "raw_bytes": s.raw_bytes,
-                "stored_bytes": s.stored_bytes,
-                "duplicates": s.duplicates,
-                "indexed": indexed,
-                "ratio": ratio,
-            });
+            let v = StatsJson {
+                tenant: t.id.as_str(),
+                messages: s.messages,
+                raw_bytes: s.raw_bytes,
+                stored_bytes: s.stored_bytes,
+                duplicates: s.duplicates,
+                indexed,
+                ratio,
+            };
             output::json_line(&mut out, &v)?;
         } else {
             rows.push(vec![

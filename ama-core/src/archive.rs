@@ -159,6 +159,15 @@ impl Archive {
                 reason: "already holds an archive".into(),
             });
         }
+        if let Unlock::Passphrase(p) = unlock {
+            // Checked before anything is created, so a refused passphrase leaves no trace.
+            if p.chars().count() < crate::keys::MIN_PASSPHRASE_CHARS {
+                return Err(crate::KeyError::WeakPassphrase {
+                    min: crate::keys::MIN_PASSPHRASE_CHARS,
+                }
+                .into());
+            }
+        }
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let ks = LocalKeyStore::create(&ks_path, unlock, options.kdf)?;
         let store = LocalStore::open(dir.join("blobs"))?;

@@ -28,8 +28,8 @@ pub enum Error {
     /// A message was refused at ingest.
     #[error(transparent)]
     Ingest(#[from] IngestError),
-    /// A search query could not be parsed.
-    #[error("bad query: {0}")]
+    /// A search query could not be parsed (the error names the position).
+    #[error(transparent)]
     Query(#[from] crate::query::QueryError),
     /// A tenant id, name or setting is invalid, unknown or already taken.
     #[error(transparent)]
@@ -52,7 +52,7 @@ pub enum Error {
         reason: String,
     },
     /// An operating-system I/O error outside a store (data directory set-up).
-    #[error("I/O error on {path}: {source}")]
+    #[error("I/O error on {path}")]
     Io {
         /// The file or directory.
         path: String,
@@ -100,7 +100,7 @@ pub enum KeyError {
     #[error("wrong passphrase or key file: the key store could not be unlocked")]
     WrongPassphrase,
     /// No passphrase or key file was given.
-    #[error("no passphrase given: set AMA_PASSPHRASE or pass --passphrase-file")]
+    #[error("no passphrase given: set AMA_PASSPHRASE, or pass --passphrase-file or --key-file")]
     Missing,
     /// The passphrase is too short to be a credible master secret.
     #[error("passphrase too short: use at least {min} characters")]
@@ -148,7 +148,7 @@ pub enum StoreError {
         key: String,
     },
     /// An I/O error in the store.
-    #[error("blob store I/O error on {key}: {source}")]
+    #[error("blob store I/O error on {key}")]
     Io {
         /// The blob key or path.
         key: String,

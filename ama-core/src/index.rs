@@ -329,10 +329,12 @@ impl TenantIndex {
         let mut out = Vec::with_capacity(addrs.len());
         for a in addrs {
             let doc: TantivyDocument = searcher.doc(a).map_err(terr)?;
-            if let Some(s) = doc.get_first(self.f.id).and_then(|v| v.as_str()) {
-                if let Ok(id) = s.parse() {
-                    out.push(id);
-                }
+            if let Some(Ok(id)) = doc
+                .get_first(self.f.id)
+                .and_then(|v| v.as_str())
+                .map(str::parse)
+            {
+                out.push(id);
             }
         }
         Ok((total, out))

@@ -267,7 +267,7 @@ fn read_key_file(path: &Path) -> Result<SecretKey> {
 }
 
 pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

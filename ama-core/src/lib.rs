@@ -65,8 +65,8 @@ pub use error::{
 pub use index::Sort;
 pub use keys::{KdfParams, KeyService, LocalKeyStore, Unlock};
 pub use message::{
-    Anomaly, AttachmentInfo, Delivery, Envelope, MessageId, MessageInfo, MessageMeta, Receipt,
-    Source,
+    Anomaly, AttachmentInfo, Delivery, Envelope, Mailbox, MessageId, MessageInfo, MessageMeta,
+    Receipt, Source,
 };
 pub use query::QueryError;
 pub use store::{BlobKey, BlobStore, LocalStore, MemoryStore};

@@ -85,7 +85,7 @@ impl Default for WalkOptions {
 #[non_exhaustive]
 pub enum MailboxError {
     /// The file or directory could not be opened, listed or read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         /// The path involved (lossy UTF-8 display).
         path: String,

@@ -51,12 +51,10 @@ pub fn check(raw: &[u8], limit: u64) -> Result<(), IngestError> {
     if raw.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(IngestError::Empty);
     }
-    if header_start(raw).is_none() {
-        if let Some(what) = binary_kind(raw) {
-            return Err(IngestError::NotAMessage {
-                reason: format!("the data is {what}"),
-            });
-        }
+    if let (None, Some(what)) = (header_start(raw), binary_kind(raw)) {
+        return Err(IngestError::NotAMessage {
+            reason: format!("the data is {what}"),
+        });
     }
     Ok(())
 }

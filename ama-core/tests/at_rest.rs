@@ -8,6 +8,8 @@
 //! is the "no plaintext at rest" issue's work, and until it lands the index
 //! holds terms in plaintext. This test says so rather than pretend.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -2,6 +2,8 @@
 //! (all folders) is imported; `get_raw` returns exactly the file's bytes and
 //! a search for its Message-ID finds it.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 mod common;
 
 use std::collections::HashMap;
@@ -34,7 +36,7 @@ fn every_corpus_message_round_trips_and_is_found_by_message_id() {
     let mut ids: HashMap<String, MessageId> = HashMap::new();
     let mut refused: Vec<(String, IngestError)> = Vec::new();
     let mut batch: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut flush = |batch: &mut Vec<(String, Vec<u8>)>,
+    let flush = |batch: &mut Vec<(String, Vec<u8>)>,
                      ids: &mut HashMap<String, MessageId>,
                      refused: &mut Vec<(String, IngestError)>| {
         let items: Vec<(&[u8], Envelope)> = batch

@@ -5,6 +5,8 @@
 //! searchable, and every message the catalog holds must be complete (its
 //! blob readable, its index entry present): nothing half-visible.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
@@ -42,7 +44,7 @@ fn crash_child() {
     let mut out = std::io::stdout().lock();
     let mut i = start;
     loop {
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             let r = a
                 .ingest(&t, &message(i), &Envelope::new(Source::Smtp))
                 .unwrap();

@@ -2,6 +2,8 @@
 //! access rules, tenant isolation, typed errors for bad input, and index
 //! recovery.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 mod common;
 
 use ama_core::{
@@ -475,6 +477,13 @@ fn wrong_passphrase_and_missing_archive_are_clear_errors() {
     .unwrap_err();
     assert!(matches!(e, Error::Key(KeyError::WrongPassphrase)), "{e:?}");
     assert!(e.to_string().contains("wrong passphrase"));
+    // A refused passphrase leaves no directory behind.
+    let fresh = dir.path().join("fresh");
+    assert!(matches!(
+        Archive::create(&fresh, &Unlock::passphrase("short"), common::options()),
+        Err(Error::Key(KeyError::WeakPassphrase { .. }))
+    ));
+    assert!(!fresh.exists());
     let empty = tempfile::tempdir().unwrap();
     assert!(matches!(
         Archive::open(

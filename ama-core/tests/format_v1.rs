@@ -6,6 +6,8 @@
 //! and findable. Regenerate only when adding a new version's fixture:
 //! `AMA_WRITE_FIXTURE=1 cargo test -p ama-core --test format_v1`.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 mod common;
 
 use std::path::{Path, PathBuf};

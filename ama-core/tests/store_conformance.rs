@@ -1,6 +1,8 @@
 //! The `BlobStore` contract, run against every backend. A new backend
 //! (S3, replicated, backup) adds one line at the bottom.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 use ama_core::store::{BlobKey, BlobStore, LocalStore, MemoryStore};
 use ama_core::{MessageId, StoreError};
 

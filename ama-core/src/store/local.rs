@@ -14,6 +14,9 @@ use super::{BlobKey, BlobStore};
 use crate::error::StoreError;
 use crate::fsutil::fsync_dir;
 
+/// How many threads fsync the files of one batch.
+const SYNC_THREADS: usize = 8;
+
 /// Blobs as files under a root directory.
 pub struct LocalStore {
     root: PathBuf,
@@ -52,8 +55,8 @@ impl LocalStore {
         self.root.join(key.as_str())
     }
 
-    /// Writes the temporary file for `key` and fsyncs it; returns (tmp, final).
-    fn write_tmp(&self, key: &BlobKey, data: &[u8]) -> Result<(PathBuf, PathBuf), StoreError> {
+    /// Writes the temporary file for `key` (not yet synced); returns (tmp, final).
+    fn write_tmp(&self, key: &BlobKey, data: &[u8]) -> Result<(File, PathBuf, PathBuf), StoreError> {
         let path = self.path(key);
         let dir = path.parent().unwrap_or(&self.root);
         fs::create_dir_all(dir).map_err(io_err(key))?;
@@ -62,8 +65,7 @@ impl LocalStore {
         let tmp = PathBuf::from(tmp);
         let mut f = File::create(&tmp).map_err(io_err(key))?;
         f.write_all(data).map_err(io_err(key))?;
-        f.sync_data().map_err(io_err(key))?;
-        Ok((tmp, path))
+        Ok((f, tmp, path))
     }
 
     fn collect(&self, dir: &Path, out: &mut Vec<BlobKey>) -> Result<(), StoreError> {
@@ -78,14 +80,14 @@ impl LocalStore {
             let ft = e.file_type().map_err(io_err(p.display()))?;
             if ft.is_dir() {
                 self.collect(&p, out)?;
-            } else if p.extension().is_none_or(|x| x != "tmp") {
-                if let Ok(rel) = p.strip_prefix(&self.root) {
-                    if let Some(s) = rel.to_str() {
-                        if let Ok(k) = BlobKey::parse(s) {
-                            out.push(k);
-                        }
-                    }
-                }
+            } else if p.extension().is_none_or(|x| x != "tmp")
+                && let Some(k) = p
+                    .strip_prefix(&self.root)
+                    .ok()
+                    .and_then(|rel| rel.to_str())
+                    .and_then(|s| BlobKey::parse(s).ok())
+            {
+                out.push(k);
             }
         }
         Ok(())
@@ -98,23 +100,49 @@ impl BlobStore for LocalStore {
     }
 
     fn put_many(&self, items: &[(BlobKey, Vec<u8>)]) -> Result<(), StoreError> {
-        let mut renames = Vec::with_capacity(items.len());
+        let mut written = Vec::with_capacity(items.len());
         for (k, v) in items {
-            renames.push((k, self.write_tmp(k, v)?));
+            written.push((k, self.write_tmp(k, v)?));
         }
+        // fsync the files from several threads: the file system merges
+        // concurrent syncs into fewer journal commits.
+        let threads = SYNC_THREADS.min(written.len()).max(1);
+        let chunk = written.len().div_ceil(threads).max(1);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = written
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || {
+                        for (k, (f, _, _)) in part {
+                            f.sync_data().map_err(io_err(k))?;
+                        }
+                        Ok::<(), StoreError>(())
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().map_err(|_| StoreError::Io {
+                    key: "fsync".into(),
+                    source: std::io::Error::other("fsync thread panicked"),
+                })??;
+            }
+            Ok::<(), StoreError>(())
+        })?;
+        // Rename into place, then make the new entries (and any new
+        // directories) durable: each directory once.
         let mut dirs = BTreeSet::new();
-        for (k, (tmp, path)) in renames {
-            fs::rename(&tmp, &path).map_err(io_err(k))?;
-            if let Some(d) = path.parent() {
-                dirs.insert(d.to_path_buf());
+        for (k, (_, tmp, path)) in &written {
+            fs::rename(tmp, path).map_err(io_err(k))?;
+            let mut d = path.parent();
+            while let Some(dir) = d {
+                if !dirs.insert(dir.to_path_buf()) || dir == self.root {
+                    break;
+                }
+                d = dir.parent();
             }
         }
-        for d in dirs {
-            fsync_dir(&d).map_err(io_err(d.display()))?;
-            // The fan-out directory may itself be new: make its entry durable too.
-            if let Some(parent) = d.parent() {
-                fsync_dir(parent).map_err(io_err(parent.display()))?;
-            }
+        for d in dirs.iter().rev() {
+            fsync_dir(d).map_err(io_err(d.display()))?;
         }
         Ok(())
     }

@@ -15,8 +15,13 @@ pub use memory::MemoryStore;
 use crate::error::StoreError;
 use crate::message::MessageId;
 
-/// A blob's name in a store: `t/<tenant storage id>/<2 chars>/<message id>`.
+/// A blob's name in a store: `t/<tenant storage id>/<bucket>/<sub>/<message id>`.
 /// It reveals neither the tenant's name nor anything about the message.
+///
+/// The directories are time buckets taken from the id's timestamp prefix:
+/// `<bucket>` (5 characters) spans about 9 hours and `<sub>` (3 more) about
+/// one second. Messages ingested together land in one directory, so a batch
+/// costs one or two directory syncs, and old mail sits in old directories.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BlobKey(String);
 
@@ -24,9 +29,11 @@ impl BlobKey {
     /// The key of a message blob.
     pub fn message(tenant_storage_id: &str, id: MessageId) -> Self {
         let id = id.to_string();
-        // The last characters are random: an even fan-out over 1024 directories.
-        let fan = &id[24..];
-        BlobKey(format!("t/{tenant_storage_id}/{fan}/{id}"))
+        BlobKey(format!(
+            "t/{tenant_storage_id}/{}/{}/{id}",
+            &id[..5],
+            &id[5..8]
+        ))
     }
 
     /// A key from a string; only `[A-Za-z0-9._-]` segments separated by `/`,
