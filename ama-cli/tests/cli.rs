@@ -403,7 +403,9 @@ fn wrong_or_missing_passphrase() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("no passphrase given: set AMA_PASSPHRASE, or pass --passphrase-file or --key-file"),
+        stderr(&out).contains(
+            "no passphrase given: set AMA_PASSPHRASE, or pass --passphrase-file or --key-file"
+        ),
         "{}",
         stderr(&out)
     );
