@@ -1,13 +1,6 @@
-//! `ama import`: files, Maildirs and mbox files into a tenant.
-//!
-//! Reading and ingesting overlap: a reader thread drives the engine's lazy
-//! [`ama_core::mailbox::walk`] and hands batches to this thread through a
-//! bounded channel of two batches, while this thread parses, encrypts and
-//! commits the previous ones with [`ama_core::Archive::ingest_batch`]. The
-//! channel bound keeps memory flat however large the import: at most the
-//! batch being read, two queued and the one being ingested are held. A batch
-//! is also cut at [`MAX_BATCH_BYTES`], so 500 large messages do not add up
-//! to gigabytes.
+//! `ama import`: files, Maildirs and mbox files into a tenant, through the
+//! engine's shared import pipeline ([`ama_core::import::import_paths`]: a
+//! reader thread overlapping with batched, durable ingest).
 //!
 //! A message that cannot be read or is not mail is *refused*: reported with
 //! its path and reason, and the import goes on. A failure of the archive
@@ -15,11 +8,9 @@
 //! durable, and the summary says how far it got.
 
 use std::io::{IsTerminal, Write};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ama_core::mailbox::{self, WalkOptions};
-use ama_core::{Archive, Envelope, Source};
+use ama_core::import::{ImportEvent, ImportOptions, import_paths};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use serde::Serialize;
@@ -27,17 +18,6 @@ use serde::Serialize;
 use crate::cli::{Global, ImportArgs};
 use crate::output::clean;
 use crate::unlock;
-
-/// A batch is handed over once it holds this many bytes of mail, even if it
-/// has fewer messages than `--batch`.
-const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
-
-/// How many batches may wait between the reader and the ingester.
-const QUEUED_BATCHES: usize = 2;
-
-/// What the reader found: per message, where it came from and its bytes or
-/// why they could not be read.
-type Batch = Vec<(String, Result<Vec<u8>, String>)>;
 
 /// One archived message of the import.
 #[derive(Debug, Serialize)]
@@ -78,11 +58,10 @@ pub fn run(g: &Global, args: &ImportArgs) -> anyhow::Result<()> {
     // Check every path before unlocking, so a typo is reported before any
     // work (and before any partial import).
     for p in &args.paths {
-        match std::fs::metadata(p) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                anyhow::bail!("{}: no such file or directory", p.display())
-            }
-            _ => {}
+        if let Err(e) = std::fs::metadata(p)
+            && e.kind() == std::io::ErrorKind::NotFound
+        {
+            anyhow::bail!("{}: no such file or directory", p.display())
         }
     }
     let archive = unlock::open(g)?;
@@ -91,7 +70,53 @@ pub fn run(g: &Global, args: &ImportArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let progress = progress_bar();
     let mut report = Report::default();
-    let result = ingest_all(&archive, args, &progress, &mut report);
+    let options = ImportOptions {
+        batch: args.batch as usize,
+        ..ImportOptions::default()
+    };
+    let mut seen = 0u64;
+    let result = import_paths(&archive, &args.tenant, &args.paths, &options, |ev| {
+        match ev {
+            ImportEvent::Archived {
+                origin,
+                receipt,
+                size,
+            } => {
+                if receipt.duplicate {
+                    report.duplicates += 1;
+                } else {
+                    report.imported += 1;
+                }
+                report.bytes += size;
+                // Only --json lists every message; a human summary of a
+                // million-message import should not hold them all.
+                if args.json {
+                    report.messages.push(Imported {
+                        path: origin.to_string(),
+                        id: receipt.id.to_string(),
+                        sha256: receipt.sha256_hex(),
+                        duplicate: receipt.duplicate,
+                    });
+                }
+            }
+            ImportEvent::Refused { origin, error } => report.refused.push(Refused {
+                path: origin.to_string(),
+                error,
+            }),
+        }
+        seen += 1;
+        progress.set_position(seen);
+        if seen.is_multiple_of(100) {
+            progress.set_message(format!(
+                "{} new, {} duplicates, {} refused, {:.1} MB",
+                report.imported,
+                report.duplicates,
+                report.refused.len(),
+                mb(report.bytes)
+            ));
+        }
+    })
+    .map_err(anyhow::Error::from);
     progress.finish_and_clear();
     report.seconds = start.elapsed().as_secs_f64();
     if let Err(e) = &result {
@@ -107,132 +132,11 @@ pub fn run(g: &Global, args: &ImportArgs) -> anyhow::Result<()> {
     }
     out.flush()?;
     let (imported, duplicates) = (report.imported, report.duplicates);
-    result.with_context(|| {
+    result.map(|_| ()).with_context(|| {
         format!(
             "import stopped after archiving {imported} new messages and {duplicates} duplicates"
         )
     })
-}
-
-/// Reads on a helper thread, ingests here.
-fn ingest_all(
-    archive: &Archive,
-    args: &ImportArgs,
-    progress: &ProgressBar,
-    report: &mut Report,
-) -> anyhow::Result<()> {
-    let walk = mailbox::walk(
-        &args.paths,
-        &WalkOptions {
-            max_message_size: archive.options().max_message_size,
-        },
-    );
-    let batch_len = args.batch as usize;
-    let (tx, rx) = mpsc::sync_channel::<Batch>(QUEUED_BATCHES);
-    let reader = std::thread::Builder::new()
-        .name("ama-import-reader".into())
-        .spawn(move || {
-            let mut batch: Batch = Vec::with_capacity(batch_len);
-            let mut bytes = 0usize;
-            for item in walk {
-                let raw = item.raw.map_err(|e| e.to_string());
-                if let Ok(r) = &raw {
-                    bytes += r.len();
-                }
-                batch.push((item.origin, raw));
-                if batch.len() >= batch_len || bytes >= MAX_BATCH_BYTES {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_len));
-                    bytes = 0;
-                    if tx.send(full).is_err() {
-                        return; // the ingester stopped
-                    }
-                }
-            }
-            if !batch.is_empty() {
-                let _ = tx.send(batch);
-            }
-        })
-        .context("cannot start the reader thread")?;
-
-    let mut result = Ok(());
-    for batch in rx.iter() {
-        if let Err(e) = ingest(archive, args, batch, progress, report) {
-            result = Err(e);
-            break;
-        }
-    }
-    drop(rx); // unblocks the reader if it is waiting to send
-    if reader.join().is_err() {
-        result = result.and(Err(anyhow::anyhow!("the reader thread failed")));
-    }
-    result
-}
-
-/// One batch: refusals of the reader are recorded, the rest is ingested in
-/// one engine call.
-fn ingest(
-    archive: &Archive,
-    args: &ImportArgs,
-    batch: Batch,
-    progress: &ProgressBar,
-    report: &mut Report,
-) -> anyhow::Result<()> {
-    let n = batch.len() as u64;
-    let mut origins = Vec::with_capacity(batch.len());
-    let mut items = Vec::with_capacity(batch.len());
-    let envelope = Envelope::new(Source::Import);
-    for (origin, raw) in batch {
-        match raw {
-            Ok(raw) => {
-                origins.push(origin);
-                items.push((raw, envelope.clone()));
-            }
-            Err(error) => report.refused.push(Refused {
-                path: origin,
-                error,
-            }),
-        }
-    }
-    if !items.is_empty() {
-        let results = archive
-            .ingest_batch(&args.tenant, &items)
-            .with_context(|| format!("cannot archive the batch starting with {}", origins[0]))?;
-        for ((origin, (raw, _)), r) in origins.into_iter().zip(&items).zip(results) {
-            match r {
-                Ok(receipt) => {
-                    if receipt.duplicate {
-                        report.duplicates += 1;
-                    } else {
-                        report.imported += 1;
-                    }
-                    report.bytes += raw.len() as u64;
-                    // Only --json lists every message; a human summary of a
-                    // million-message import should not hold them all.
-                    if args.json {
-                        report.messages.push(Imported {
-                            path: origin,
-                            id: receipt.id.to_string(),
-                            sha256: receipt.sha256_hex(),
-                            duplicate: receipt.duplicate,
-                        });
-                    }
-                }
-                Err(e) => report.refused.push(Refused {
-                    path: origin,
-                    error: e.to_string(),
-                }),
-            }
-        }
-    }
-    progress.inc(n);
-    progress.set_message(format!(
-        "{} new, {} duplicates, {} refused, {:.1} MB",
-        report.imported,
-        report.duplicates,
-        report.refused.len(),
-        mb(report.bytes)
-    ));
-    Ok(())
 }
 
 /// A spinner with a message count and rate, only when a person watches stderr.

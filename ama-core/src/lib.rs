@@ -46,6 +46,7 @@ pub mod catalog;
 pub mod crypto;
 pub mod error;
 mod fsutil;
+pub mod import;
 pub mod index;
 pub mod keys;
 pub mod mailbox;

@@ -56,7 +56,11 @@ impl LocalStore {
     }
 
     /// Writes the temporary file for `key` (not yet synced); returns (tmp, final).
-    fn write_tmp(&self, key: &BlobKey, data: &[u8]) -> Result<(File, PathBuf, PathBuf), StoreError> {
+    fn write_tmp(
+        &self,
+        key: &BlobKey,
+        data: &[u8],
+    ) -> Result<(File, PathBuf, PathBuf), StoreError> {
         let path = self.path(key);
         let dir = path.parent().unwrap_or(&self.root);
         fs::create_dir_all(dir).map_err(io_err(key))?;
