@@ -106,6 +106,7 @@ struct TenantKeys {
     catalog: SecretKey,
     dedup: SecretKey,
     message_keys: SecretKey,
+    spool: SecretKey,
 }
 
 struct TenantState {
@@ -138,6 +139,10 @@ impl std::fmt::Debug for Archive {
 
 fn aad(kind: &str, tenant: &TenantId, id: MessageId) -> Vec<u8> {
     format!("ama/{kind}/v1|{tenant}|{id}").into_bytes()
+}
+
+fn spool_aad(tenant: &TenantId, entry: &str) -> Vec<u8> {
+    format!("ama/spool/v1|{tenant}|{entry}").into_bytes()
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -329,6 +334,7 @@ impl Archive {
             catalog: tk.derive("catalog"),
             dedup: tk.derive("dedup"),
             message_keys: tk.derive("message-keys"),
+            spool: tk.derive("spool"),
         };
         drop(tk);
         let index = TenantIndex::open(&self.dir.join("index").join(&record.storage_id))?;
@@ -689,6 +695,31 @@ impl Archive {
             .into());
         }
         Ok(raw)
+    }
+
+    // ----- spool -------------------------------------------------------------
+
+    /// Seals `plaintext` with the tenant's spool key, bound to `entry` (the
+    /// spool entry's name): for frontends that must hold mail durably before
+    /// it is ingested (the SMTP spool), so nothing waits on disk in plaintext.
+    pub fn spool_seal(&self, tenant: &TenantId, entry: &str, plaintext: &[u8]) -> Result<Vec<u8>> {
+        let state = self.state(tenant)?;
+        Ok(crypto::seal(
+            &state.keys.spool,
+            &spool_aad(tenant, entry),
+            plaintext,
+        )?)
+    }
+
+    /// Opens what [`Archive::spool_seal`] sealed for the same tenant and entry.
+    pub fn spool_open(&self, tenant: &TenantId, entry: &str, sealed: &[u8]) -> Result<Vec<u8>> {
+        let state = self.state(tenant)?;
+        Ok(crypto::open(
+            &state.keys.spool,
+            &spool_aad(tenant, entry),
+            sealed,
+            &format!("spool entry {entry}"),
+        )?)
     }
 
     // ----- index maintenance ---------------------------------------------

@@ -638,3 +638,25 @@ fn archive_is_send_sync_and_ingests_from_many_threads() {
     assert_eq!(a.search(&au, "", &opts()).unwrap().total, 100);
     assert_eq!(a.stats(&t).unwrap().messages, 100);
 }
+
+#[test]
+fn spool_sealing_is_per_tenant_and_per_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = common::create(dir.path());
+    let t1 = common::tenant(&a, "one");
+    let t2 = common::tenant(&a, "two");
+    let sealed = a.spool_seal(&t1, "q1", b"From: a@b.c\r\n\r\nx").unwrap();
+    assert!(!sealed.windows(5).any(|w| w == b"From:"));
+    assert_eq!(
+        a.spool_open(&t1, "q1", &sealed).unwrap(),
+        b"From: a@b.c\r\n\r\nx"
+    );
+    assert!(matches!(
+        a.spool_open(&t1, "q2", &sealed),
+        Err(Error::Crypto(_))
+    ));
+    assert!(matches!(
+        a.spool_open(&t2, "q1", &sealed),
+        Err(Error::Crypto(_))
+    ));
+}
