@@ -38,12 +38,16 @@ Date: Mon, 05 Oct 2026 09:00:00 +0000\r\n\r\nNumbers attached next week.\r\n";
     let bcc = Principal::end_user(acme.clone(), ["auditor@acme.example"]);
     println!(
         "the Bcc recipient finds {} message(s)",
-        archive.search(&bcc, "forecast", &SearchOptions::default())?.total
+        archive
+            .search(&bcc, "forecast", &SearchOptions::default())?
+            .total
     );
     let outsider = Principal::end_user(acme, ["intern@acme.example"]);
     println!(
         "an unrelated user finds {} message(s)",
-        archive.search(&outsider, "forecast", &SearchOptions::default())?.total
+        archive
+            .search(&outsider, "forecast", &SearchOptions::default())?
+            .total
     );
 
     assert_eq!(archive.get_raw(&auditor, receipt.id)?, raw.to_vec());
