@@ -222,6 +222,8 @@ pub enum Anomaly {
     EncodingProblem,
     /// The message contains NUL bytes.
     NulBytes,
+    /// The MIME parser failed on this message; it is archived as body text.
+    ParserFailure,
 }
 
 /// Parsed metadata of a message, as stored (encrypted) in the catalog.

@@ -141,7 +141,21 @@ fn is_header_line(line: &[u8]) -> bool {
 
 /// Parses `raw` (which must have passed [`check`]). `received_at` is the
 /// fallback date (Unix seconds).
+///
+/// Never panics: should the MIME parser panic on some input (fuzzing found a
+/// debug assertion in mail-parser), the message is still archived, as a
+/// body-only message flagged [`Anomaly::ParserFailure`].
 pub fn parse(raw: &[u8], received_at: i64) -> Parsed {
+    std::panic::catch_unwind(|| parse_unguarded(raw, received_at)).unwrap_or_else(|_| Parsed {
+        meta: empty_meta(raw.len() as u64, received_at, vec![Anomaly::ParserFailure]),
+        text: MessageText {
+            body: lossy_capped(raw),
+            attachments: String::new(),
+        },
+    })
+}
+
+fn parse_unguarded(raw: &[u8], received_at: i64) -> Parsed {
     let mut anomalies = Vec::new();
     let (start, skipped_blank) = match header_start(raw) {
         Some(v) => v,
@@ -441,6 +455,23 @@ mod tests {
         assert!(!p.text.body.contains("<b>"));
         assert!(p.text.attachments.contains("attached words"));
         assert!(m.anomalies.is_empty(), "{:?}", m.anomalies);
+    }
+
+    /// Every input the fuzzers found is replayed: each must pass `check` or
+    /// be refused, and `parse` must not panic.
+    #[test]
+    fn fuzz_regressions_do_not_panic() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/parse_mail");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let raw = std::fs::read(e.unwrap().path()).unwrap();
+            if check(&raw, LIMIT).is_ok() {
+                parse(&raw, 0);
+            }
+            n += 1;
+        }
+        assert!(n >= 1, "no regression inputs in {}", dir.display());
     }
 
     #[test]
