@@ -559,15 +559,15 @@ impl Archive {
                 Err(_) => None,
             })
             .collect();
-        if !docs.is_empty() {
-            state.index.index(&docs)?;
-            let ids: Vec<MessageId> = to_index.keys().copied().collect();
-            self.clear_pending(t, &ids)?;
-        }
+        let committed = state.index.add(&docs)?;
+        self.clear_pending(t, &committed)?;
         Ok(receipts)
     }
 
     fn clear_pending(&self, tenant: &str, ids: &[MessageId]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         // Not fsync'ed on its own: losing it in a crash only means indexing again.
         let mut txn = self.catalog.write()?;
         txn.clear_pending(tenant, ids)?;
@@ -610,6 +610,7 @@ impl Archive {
         let q = crate::query::parse(query)?;
         let scope = who.mail_scope()?;
         let state = self.state(who.tenant())?;
+        self.flush_index(&state)?;
         let limit = opts.limit.clamp(1, MAX_PAGE);
         if opts.offset > MAX_OFFSET {
             return Err(Error::InvalidArgument(format!(
@@ -754,15 +755,38 @@ impl Archive {
             }
             let docs: Vec<(&MessageInfo, &MessageText)> =
                 prepared.iter().map(|(i, t)| (i, t)).collect();
-            state.index.index(&docs)?;
-            self.clear_pending(t, chunk)?;
+            let committed = state.index.add(&docs)?;
+            self.clear_pending(t, &committed)?;
         }
-        Ok(())
+        self.flush_index(state)
+    }
+
+    /// Commits a tenant's waiting index documents (before a search, so it
+    /// sees everything ingested before it) and clears their pending marks.
+    fn flush_index(&self, state: &TenantState) -> Result<()> {
+        let committed = state.index.flush()?;
+        self.clear_pending(state.record.tenant.id.as_str(), &committed)
     }
 
     /// Number of documents in a tenant's index (for checks and `stats`).
     pub fn indexed_count(&self, tenant: &TenantId) -> Result<u64> {
-        Ok(self.state(tenant)?.index.num_docs())
+        let state = self.state(tenant)?;
+        self.flush_index(&state)?;
+        Ok(state.index.num_docs())
+    }
+}
+
+impl Drop for Archive {
+    /// Commits waiting index documents, so a clean close leaves nothing to
+    /// re-index (a crash is repaired on the next open anyway).
+    fn drop(&mut self) {
+        let states: Vec<Arc<TenantState>> = match self.tenants.read() {
+            Ok(t) => t.values().cloned().collect(),
+            Err(_) => return,
+        };
+        for state in states {
+            let _ = self.flush_index(&state);
+        }
     }
 }
 

@@ -15,6 +15,7 @@
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{
@@ -123,11 +124,32 @@ pub(crate) enum Scope<'a> {
     Parties(&'a [String]),
 }
 
+/// A commit is made once this many documents wait...
+const COMMIT_DOCS: usize = 2_000;
+/// ...or once the oldest has waited this long (checked when documents are
+/// added), and always before a search.
+const COMMIT_AFTER: Duration = Duration::from_secs(2);
+
+/// The writer and what it holds that is not committed yet.
+#[derive(Default)]
+struct WriterState {
+    writer: Option<IndexWriter>,
+    uncommitted: Vec<MessageId>,
+    since: Option<Instant>,
+}
+
 /// One tenant's index.
+///
+/// Index commits are batched: documents are added to the writer and
+/// committed when enough wait, when the oldest is old enough, or before a
+/// search (so a search always sees every message ingested before it).
+/// Durability does not depend on it: the catalog's pending-index marks,
+/// cleared only for committed documents, make a restart index anything a
+/// crash lost.
 pub(crate) struct TenantIndex {
     index: Index,
     reader: IndexReader,
-    writer: Mutex<Option<IndexWriter>>,
+    writer: Mutex<WriterState>,
     f: Fields,
 }
 
@@ -150,54 +172,76 @@ impl TenantIndex {
         Ok(TenantIndex {
             index,
             reader,
-            writer: Mutex::new(None),
+            writer: Mutex::new(WriterState::default()),
             f,
         })
     }
 
-    fn with_writer<T>(&self, f: impl FnOnce(&mut IndexWriter) -> Result<T>) -> Result<T> {
+    fn with_writer<T>(&self, f: impl FnOnce(&mut WriterState) -> Result<T>) -> Result<T> {
         let mut guard = self
             .writer
             .lock()
             .map_err(|_| IndexError::Tantivy("index writer lock poisoned".into()))?;
-        if guard.is_none() {
-            *guard = Some(
+        if guard.writer.is_none() {
+            guard.writer = Some(
                 self.index
                     .writer_with_num_threads(1, WRITER_MEMORY)
                     .map_err(terr)?,
             );
         }
-        match guard.as_mut() {
-            Some(w) => f(w),
-            None => Err(IndexError::Tantivy("index writer unavailable".into()).into()),
-        }
+        f(&mut guard)
     }
 
-    /// Adds (or replaces) the documents and commits; searchable on return.
-    pub fn index(&self, docs: &[(&MessageInfo, &MessageText)]) -> Result<()> {
-        self.with_writer(|w| {
-            for (info, text) in docs {
-                let id = info.id.to_string();
-                w.delete_term(Term::from_field_text(self.f.id, &id));
-                w.add_document(self.document(&id, info, text))
-                    .map_err(terr)?;
-            }
+    fn commit(&self, st: &mut WriterState) -> Result<Vec<MessageId>> {
+        if let Some(w) = st.writer.as_mut() {
             w.commit().map_err(terr)?;
-            Ok(())
-        })?;
+        }
         self.reader.reload().map_err(terr)?;
-        Ok(())
+        st.since = None;
+        Ok(std::mem::take(&mut st.uncommitted))
+    }
+
+    /// Adds (or replaces) the documents. Returns the ids a commit made
+    /// durable in the index, if this call committed (see [`COMMIT_DOCS`]).
+    pub fn add(&self, docs: &[(&MessageInfo, &MessageText)]) -> Result<Vec<MessageId>> {
+        self.with_writer(|st| {
+            if let Some(w) = st.writer.as_mut() {
+                for (info, text) in docs {
+                    let id = info.id.to_string();
+                    w.delete_term(Term::from_field_text(self.f.id, &id));
+                    w.add_document(self.document(&id, info, text))
+                        .map_err(terr)?;
+                }
+            }
+            st.uncommitted.extend(docs.iter().map(|(i, _)| i.id));
+            let since = *st.since.get_or_insert_with(Instant::now);
+            if st.uncommitted.len() >= COMMIT_DOCS || since.elapsed() >= COMMIT_AFTER {
+                self.commit(st)
+            } else {
+                Ok(Vec::new())
+            }
+        })
+    }
+
+    /// Commits what waits, if anything; returns the ids it made durable.
+    pub fn flush(&self) -> Result<Vec<MessageId>> {
+        self.with_writer(|st| {
+            if st.uncommitted.is_empty() {
+                Ok(Vec::new())
+            } else {
+                self.commit(st)
+            }
+        })
     }
 
     /// Removes every document (before a rebuild).
     pub fn clear(&self) -> Result<()> {
-        self.with_writer(|w| {
-            w.delete_all_documents().map_err(terr)?;
-            w.commit().map_err(terr)?;
-            Ok(())
-        })?;
-        self.reader.reload().map_err(terr)?;
-        Ok(())
+        self.with_writer(|st| {
+            if let Some(w) = st.writer.as_mut() {
+                w.delete_all_documents().map_err(terr)?;
+            }
+            self.commit(st).map(|_| ())
+        })
     }
 
     /// Number of documents in the committed index.
