@@ -34,6 +34,8 @@ pub struct ImportOptions {
     pub queued_batches: usize,
     /// The source recorded in each message's envelope.
     pub source: Source,
+    /// Stop after this many messages found (for trials and benchmarks).
+    pub limit: Option<u64>,
 }
 
 impl Default for ImportOptions {
@@ -43,6 +45,7 @@ impl Default for ImportOptions {
             max_batch_bytes: 64 * 1024 * 1024,
             queued_batches: 2,
             source: Source::Import,
+            limit: None,
         }
     }
 }
@@ -94,12 +97,14 @@ pub fn import_paths(
     mut on_event: impl FnMut(ImportEvent<'_>),
 ) -> Result<ImportSummary> {
     archive.tenant(tenant)?;
+    let limit = usize::try_from(options.limit.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
     let walk = mailbox::walk(
         paths,
         &WalkOptions {
             max_message_size: archive.options().max_message_size,
         },
-    );
+    )
+    .take(limit);
     let batch_len = options.batch.max(1);
     let max_bytes = options.max_batch_bytes.max(1);
     let (tx, rx) = mpsc::sync_channel::<Batch>(options.queued_batches);

@@ -4,9 +4,9 @@
 //! impressions.
 //!
 //! * `import` creates a fresh archive and tenant, feeds a corpus through
-//!   [`ama_core::mailbox::walk`] and [`ama_core::Archive::ingest_batch`] in
-//!   the same shape as `ama import` (a reader thread, a bounded channel of
-//!   two batches, batches cut at a message count or 64 MiB), and prints one
+//!   [`ama_core::import::import_paths`] — the pipeline `ama import` runs (a
+//!   reader thread, a bounded channel of two batches, batches cut at a
+//!   message count or 64 MiB) — and prints one
 //!   JSON object: throughput, what the archive costs on disk (per part),
 //!   peak memory and the machine it ran on.
 //! * `search` reopens such an archive and times queries: each one N times,
@@ -19,13 +19,11 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ama_core::mailbox::{self, WalkOptions};
+use ama_core::import::{ImportOptions, import_paths};
 use ama_core::{
-    Archive, ArchiveOptions, Envelope, KdfParams, Principal, SearchOptions, Source, TenantId,
-    TenantSpec, Unlock,
+    Archive, ArchiveOptions, KdfParams, Principal, SearchOptions, TenantId, TenantSpec, Unlock,
 };
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -36,12 +34,6 @@ const BENCH_PASSPHRASE: &str = "ama-bench-passphrase";
 
 /// The tenant `import` creates.
 const BENCH_TENANT: &str = "bench";
-
-/// A batch is handed over once it holds this many bytes, like `ama import`.
-const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
-
-/// Batches that may wait between the reader and the ingester, like `ama import`.
-const QUEUED_BATCHES: usize = 2;
 
 #[derive(Debug, Parser)]
 #[command(name = "ama-bench", version, about = "Benchmarks of the ama engine")]
@@ -169,9 +161,6 @@ struct Machine {
     cpu: Option<String>,
 }
 
-/// Per message from the reader: its bytes or why it could not be read.
-type Batch = Vec<Result<Vec<u8>, String>>;
-
 #[derive(Debug, Default)]
 struct Counts {
     messages: u64,
@@ -257,82 +246,27 @@ fn import(args: &ImportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads on a helper thread, ingests here (the shape of `ama import`).
+/// Imports through the engine's shared pipeline (what `ama import` runs).
 fn ingest_all(archive: &Archive, tenant: &TenantId, args: &ImportArgs) -> anyhow::Result<Counts> {
-    let walk = mailbox::walk(
+    let options = ImportOptions {
+        batch: args.batch as usize,
+        limit: args.limit,
+        ..ImportOptions::default()
+    };
+    let summary = import_paths(
+        archive,
+        tenant,
         std::slice::from_ref(&args.corpus),
-        &WalkOptions {
-            max_message_size: archive.options().max_message_size,
-        },
-    );
-    let limit = args.limit.unwrap_or(u64::MAX);
-    let batch_len = args.batch as usize;
-    let (tx, rx) = mpsc::sync_channel::<Batch>(QUEUED_BATCHES);
-    let reader = std::thread::Builder::new()
-        .name("ama-bench-reader".into())
-        .spawn(move || {
-            let mut batch: Batch = Vec::with_capacity(batch_len);
-            let mut bytes = 0usize;
-            for item in walk.take(usize::try_from(limit).unwrap_or(usize::MAX)) {
-                let raw = item.raw.map_err(|e| e.to_string());
-                if let Ok(r) = &raw {
-                    bytes += r.len();
-                }
-                batch.push(raw);
-                if batch.len() >= batch_len || bytes >= MAX_BATCH_BYTES {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_len));
-                    bytes = 0;
-                    if tx.send(full).is_err() {
-                        return; // the ingester stopped
-                    }
-                }
-            }
-            if !batch.is_empty() {
-                let _ = tx.send(batch);
-            }
-        })
-        .context("cannot start the reader thread")?;
-
-    let envelope = Envelope::new(Source::Import);
-    let mut counts = Counts::default();
-    let mut result = Ok(());
-    for batch in rx.iter() {
-        let mut items = Vec::with_capacity(batch.len());
-        for raw in batch {
-            match raw {
-                Ok(raw) => items.push((raw, envelope.clone())),
-                Err(_) => counts.refused += 1,
-            }
-        }
-        if items.is_empty() {
-            continue;
-        }
-        let results = match archive.ingest_batch(tenant, &items) {
-            Ok(r) => r,
-            Err(e) => {
-                result = Err(anyhow::Error::new(e).context("cannot archive a batch"));
-                break;
-            }
-        };
-        for ((raw, _), r) in items.iter().zip(results) {
-            match r {
-                Ok(receipt) => {
-                    if receipt.duplicate {
-                        counts.duplicates += 1;
-                    } else {
-                        counts.messages += 1;
-                    }
-                    counts.bytes += raw.len() as u64;
-                }
-                Err(_) => counts.refused += 1,
-            }
-        }
-    }
-    drop(rx); // unblocks the reader if it is waiting to send
-    if reader.join().is_err() {
-        result = result.and(Err(anyhow::anyhow!("the reader thread failed")));
-    }
-    result.map(|()| counts)
+        &options,
+        |_| {},
+    )
+    .context("cannot archive a batch")?;
+    Ok(Counts {
+        messages: summary.imported,
+        duplicates: summary.duplicates,
+        refused: summary.refused,
+        bytes: summary.bytes,
+    })
 }
 
 /// Apparent bytes per part and allocated bytes of a data directory.
