@@ -55,15 +55,20 @@ impl LocalStore {
         self.root.join(key.as_str())
     }
 
-    /// Writes the temporary file for `key` (not yet synced); returns (tmp, final).
+    /// Writes the temporary file for `key` (not yet synced); returns (tmp,
+    /// final). `made` holds the directories this batch already created.
     fn write_tmp(
         &self,
         key: &BlobKey,
         data: &[u8],
+        made: &mut BTreeSet<PathBuf>,
     ) -> Result<(File, PathBuf, PathBuf), StoreError> {
         let path = self.path(key);
         let dir = path.parent().unwrap_or(&self.root);
-        fs::create_dir_all(dir).map_err(io_err(key))?;
+        if !made.contains(dir) {
+            fs::create_dir_all(dir).map_err(io_err(key))?;
+            made.insert(dir.to_path_buf());
+        }
         let mut tmp = path.clone().into_os_string();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
@@ -105,8 +110,9 @@ impl BlobStore for LocalStore {
 
     fn put_many(&self, items: &[(BlobKey, Vec<u8>)]) -> Result<(), StoreError> {
         let mut written = Vec::with_capacity(items.len());
+        let mut made = BTreeSet::new();
         for (k, v) in items {
-            written.push((k, self.write_tmp(k, v)?));
+            written.push((k, self.write_tmp(k, v, &mut made)?));
         }
         // fsync the files from several threads: the file system merges
         // concurrent syncs into fewer journal commits.
