@@ -52,6 +52,8 @@ pub struct ArchiveOptions {
     pub max_message_size: u64,
     /// argon2id cost for a new passphrase key store.
     pub kdf: KdfParams,
+    /// Decrypted index blocks cached per open tenant, in bytes (default 32 MiB).
+    pub index_cache_bytes: usize,
 }
 
 impl Default for ArchiveOptions {
@@ -59,6 +61,7 @@ impl Default for ArchiveOptions {
         ArchiveOptions {
             max_message_size: 64 * 1024 * 1024,
             kdf: KdfParams::default(),
+            index_cache_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -336,8 +339,12 @@ impl Archive {
             message_keys: tk.derive("message-keys"),
             spool: tk.derive("spool"),
         };
+        let (index, _replaced) = TenantIndex::open(
+            &self.dir.join("index").join(&record.storage_id),
+            &tk.derive("index"),
+            self.options.index_cache_bytes,
+        )?;
         drop(tk);
-        let index = TenantIndex::open(&self.dir.join("index").join(&record.storage_id))?;
         {
             // The index is derived data: if it was lost or damaged (its count
             // disagrees with the catalog while nothing is pending), rebuild it.

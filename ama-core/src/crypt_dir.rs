@@ -51,13 +51,18 @@
 //! assembles a new buffer (large reads, over a quarter of the cache, bypass the cache so a
 //! segment load does not evict the hot postings). Unlike `MmapDirectory`, the bytes tantivy
 //! keeps for the lifetime of a segment reader (term dictionaries, fast fields, field norms)
-//! are heap copies, outside the cache bound.
+//! are heap copies, outside the cache bound; a small long-lived slice inside one block keeps
+//! that whole block alive. Cache entries are keyed by a digest of everything the block was
+//! authenticated against (file id, name, length, block size), so a file copied or renamed on
+//! disk is never served blocks that were authenticated for another file.
 //!
 //! Decrypted buffers are zeroized when the last reference to them goes away: the cache
 //! zeroizes what it evicts if nobody else holds it, and otherwise parks the buffer and
 //! zeroizes it at a later sweep once tantivy has dropped it (best effort: a buffer still
 //! held when the directory is dropped is freed without zeroizing, and tantivy's own
-//! in-memory structures are never zeroized).
+//! in-memory structures are never zeroized). Per-file keys are zeroized after use, but the
+//! AES key schedules held by open files and writers are not: that needs the `zeroize`
+//! feature of `aes-gcm`, which the workspace does not enable.
 //!
 //! # Writes and durability
 //!
@@ -66,6 +71,8 @@
 //! the header and `fsync`s the file. As with `MmapDirectory`, the directory entry is durable
 //! after [`Directory::sync_directory`]. [`Directory::atomic_write`] writes a temporary file
 //! in the same directory, `fsync`s it, renames it over the target and `fsync`s the directory.
+//! A crash in between can leave a `.<name>.<random>.ama-tmp` file behind: ciphertext, never
+//! read, not removed automatically.
 //!
 //! # Locks and watching
 //!
@@ -74,6 +81,26 @@
 //! callbacks fire when `meta.json` is written through [`Directory::atomic_write`] of this
 //! process (as in tantivy's `RamDirectory`); commits made by another process are not
 //! noticed (ama has one writer per index, in the process that searches it).
+//!
+//! ```
+//! use ama_core::crypt_dir::EncryptedDirectory;
+//! use ama_core::crypto::SecretKey;
+//! use tantivy::schema::{Schema, TEXT};
+//! use tantivy::{Index, IndexWriter, doc};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let tmp = tempfile::tempdir()?;
+//! let tenant_key = SecretKey::generate()?;
+//! let dir = EncryptedDirectory::open(tmp.path(), tenant_key.derive("index"), 32 << 20)?;
+//! let mut schema = Schema::builder();
+//! let body = schema.add_text_field("body", TEXT);
+//! let index = Index::open_or_create(dir, schema.build())?;
+//! let mut writer: IndexWriter = index.writer(15_000_000)?;
+//! writer.add_document(doc!(body => "quarterly numbers"))?;
+//! writer.commit()?;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
@@ -85,7 +112,6 @@ use std::{fmt, iter};
 
 use aes_gcm::aead::Nonce;
 use aes_gcm::{AeadInOut, Aes256Gcm, KeyInit, Tag};
-use tantivy::HasLen;
 use tantivy::directory::error::{
     DeleteError, LockError, OpenDirectoryError, OpenReadError, OpenWriteError,
 };
@@ -93,6 +119,7 @@ use tantivy::directory::{
     AntiCallToken, Directory, DirectoryLock, FileHandle, Lock, MmapDirectory, OwnedBytes,
     TerminatingWrite, WatchCallback, WatchCallbackList, WatchHandle, WritePtr,
 };
+use tantivy::{HasLen, Index};
 use zeroize::Zeroize;
 
 use crate::crypto::{self, SecretKey};
@@ -241,6 +268,12 @@ impl EncryptedDirectory {
         EncryptedFile::open(self, file, name)
             .map_err(|e| OpenReadError::wrap_io_error(e, path.to_path_buf()))
     }
+}
+
+/// Opens the existing tantivy index in `path` on an [`EncryptedDirectory`]
+/// (see [`EncryptedDirectory::open`] for `key` and `cache_bytes`).
+pub fn open_index(path: &Path, key: SecretKey, cache_bytes: usize) -> tantivy::Result<Index> {
+    Index::open(EncryptedDirectory::open(path, key, cache_bytes)?)
 }
 
 fn name_of(path: &Path) -> io::Result<&str> {
@@ -424,6 +457,14 @@ fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     file.read_exact_at(buf, offset)
 }
 
+#[cfg(not(any(unix, windows)))]
+fn read_at(_file: &File, _buf: &mut [u8], _offset: u64) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "positioned reads are not implemented on this platform",
+    ))
+}
+
 #[cfg(windows)]
 fn read_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
     use std::os::windows::fs::FileExt;
@@ -508,11 +549,11 @@ impl Write for EncryptedWriter {
         while !rest.is_empty() {
             // A full block is sealed only once more data follows: if the file
             // ends on a block boundary, that full block is the last one.
-            if self.buf.len() == block_size {
-                if let Err(e) = self.seal_block(false) {
-                    self.failed = true;
-                    return Err(e);
-                }
+            if self.buf.len() == block_size
+                && let Err(e) = self.seal_block(false)
+            {
+                self.failed = true;
+                return Err(e);
             }
             let take = (block_size - self.buf.len()).min(rest.len());
             self.buf.extend_from_slice(&rest[..take]);
@@ -552,6 +593,11 @@ struct EncryptedFile {
     geometry: Geometry,
     len: usize,
     num_blocks: u64,
+    /// SHA-256 of the associated-data prefix (magic, version, block size,
+    /// file id, name) and the length: what a cached block was authenticated
+    /// against. Keying the cache on the file id alone would let a file
+    /// renamed or copied on disk be served blocks authenticated for another.
+    ident: [u8; 32],
     dir: Arc<Inner>,
 }
 
@@ -614,6 +660,9 @@ impl EncryptedFile {
         }
         let len = usize::try_from(len)
             .map_err(|_| invalid_data(format!("index file {name:?}: too large")))?;
+        let prefix = aad_prefix(block_size, &file_id, name);
+        let mut ident_input = prefix.clone();
+        ident_input.extend_from_slice(&(len as u64).to_le_bytes());
         let f = EncryptedFile {
             file,
             name: name.to_string(),
@@ -621,10 +670,11 @@ impl EncryptedFile {
             geometry: Geometry {
                 block_size,
                 file_id,
-                aad_prefix: aad_prefix(block_size, &file_id, name),
+                aad_prefix: prefix,
             },
             len,
             num_blocks,
+            ident: crypto::sha256(&ident_input),
             dir: Arc::clone(&dir.inner),
         };
         // Authenticating the last block checks the length in the header and
@@ -678,7 +728,7 @@ impl EncryptedFile {
 
     /// The plaintext of one block, from the cache or decrypted (and cached).
     fn cached_block(&self, block_no: u64) -> io::Result<Arc<[u8]>> {
-        let key = (self.geometry.file_id, block_no);
+        let key = (self.ident, block_no);
         if let Some(b) = self.dir.cache.get(&key) {
             return Ok(b);
         }
@@ -690,8 +740,10 @@ impl EncryptedFile {
         Ok(block)
     }
 
-    /// Decrypts `range` into `out`, block by block; `use_cache` says whether
-    /// blocks wholly inside the range go through the cache.
+    /// Decrypts `range` into `out`, block by block. Cached blocks are copied;
+    /// missing blocks wholly inside the range are decrypted straight into
+    /// `out` without being cached unless `use_cache` (large reads would flush
+    /// the cache); the partial blocks at the ends are always cached.
     fn fill(&self, range: Range<usize>, out: &mut [u8], use_cache: bool) -> io::Result<()> {
         let bs = self.geometry.block_size;
         let first = (range.start / bs) as u64;
@@ -701,13 +753,9 @@ impl EncryptedFile {
             let lo = range.start.max(br.start);
             let hi = range.end.min(br.end);
             let dst = &mut out[lo - range.start..hi - range.start];
-            if use_cache {
-                if let Some(block) = self.dir.cache.get(&(self.geometry.file_id, b)) {
-                    dst.copy_from_slice(&block[lo - br.start..hi - br.start]);
-                    continue;
-                }
-            }
-            if lo == br.start && hi == br.end && !use_cache {
+            if let Some(block) = self.dir.cache.get(&(self.ident, b)) {
+                dst.copy_from_slice(&block[lo - br.start..hi - br.start]);
+            } else if lo == br.start && hi == br.end && !use_cache {
                 self.decrypt_into(b, dst)?;
             } else {
                 let block = self.cached_block(b)?;
@@ -720,11 +768,11 @@ impl EncryptedFile {
     /// The whole file, bypassing the cache (for `atomic_read`).
     fn read_all(&self) -> io::Result<Vec<u8>> {
         let mut out = vec![0u8; self.len];
-        if self.len > 0 {
-            if let Err(e) = self.fill(0..self.len, &mut out, false) {
-                out.zeroize();
-                return Err(e);
-            }
+        if self.len > 0
+            && let Err(e) = self.fill(0..self.len, &mut out, false)
+        {
+            out.zeroize();
+            return Err(e);
         }
         Ok(out)
     }
@@ -775,10 +823,13 @@ impl FileHandle for EncryptedFile {
 // Block cache
 // ---------------------------------------------------------------------------
 
-type BlockKey = ([u8; FILE_ID_LEN], u64);
+/// (identity of the file version, block number); see [`EncryptedFile::ident`].
+type BlockKey = ([u8; 32], u64);
 
-/// A bounded LRU cache of decrypted blocks, keyed by (file id, block number):
-/// file ids are random per file, so a rewritten file never hits stale blocks.
+/// A bounded LRU cache of decrypted blocks, keyed by the identity of the file
+/// (a digest of everything its blocks are authenticated against) and the
+/// block number: a rewritten file never hits stale blocks, and a file copied
+/// or renamed on disk never hits blocks authenticated under another name.
 /// It also keeps the buffers that are still referenced elsewhere after
 /// eviction, to zeroize them once they are released.
 struct BlockCache {
@@ -911,7 +962,7 @@ mod tests {
     #[test]
     fn lru_evicts_oldest_and_respects_capacity() {
         let c = BlockCache::new(10);
-        let k = |n| ([0u8; FILE_ID_LEN], n);
+        let k = |n| ([0u8; 32], n);
         c.insert(k(1), Arc::from(vec![1u8; 4]));
         c.insert(k(2), Arc::from(vec![2u8; 4]));
         assert!(c.get(&k(1)).is_some()); // 1 is now the most recent
@@ -928,8 +979,8 @@ mod tests {
     fn evicted_blocks_are_zeroized_once_released() {
         let c = BlockCache::new(4);
         let held: Arc<[u8]> = Arc::from(vec![7u8; 4]);
-        c.insert(([0; FILE_ID_LEN], 0), Arc::clone(&held));
-        c.insert(([0; FILE_ID_LEN], 1), Arc::from(vec![8u8; 4]));
+        c.insert(([0; 32], 0), Arc::clone(&held));
+        c.insert(([0; 32], 1), Arc::from(vec![8u8; 4]));
         // Still held by us, so it is parked, not zeroized.
         assert_eq!(&held[..], &[7u8; 4]);
         assert_eq!(c.lock().parked.len(), 1);

@@ -1,5 +1,6 @@
 //! The full-text index: one tantivy index per tenant, derived from the
-//! catalog and the blobs (it can always be rebuilt with `reindex`).
+//! catalog and the blobs (it can always be rebuilt with `reindex`), stored
+//! encrypted through [`EncryptedDirectory`] under the tenant's "index" key.
 //!
 //! The index stores no message content and no metadata beyond the opaque
 //! message id: search hits are turned into results from the catalog, so the
@@ -28,11 +29,10 @@ use tantivy::schema::{
 use tantivy::tokenizer::{
     AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
 };
-use tantivy::{
-    Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term,
-    directory::MmapDirectory,
-};
+use tantivy::{Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term};
 
+use crate::crypt_dir::EncryptedDirectory;
+use crate::crypto::SecretKey;
 use crate::error::{IndexError, Result};
 use crate::message::{MessageId, MessageInfo};
 use crate::parse::MessageText;
@@ -154,15 +154,36 @@ pub(crate) struct TenantIndex {
 }
 
 impl TenantIndex {
-    /// Opens or creates the index in `dir`.
-    pub fn open(dir: &Path) -> Result<Self> {
+    /// Opens or creates the index in `dir`, encrypted under `key` (the
+    /// tenant's "index" subkey) with a cache of `cache_bytes` decrypted bytes.
+    ///
+    /// An index that cannot be opened (written without encryption by an
+    /// older build, damaged, or under another key) is derived data: it is
+    /// moved aside and a new, empty one is created; the caller rebuilds it
+    /// from the catalog. Returns the index and whether that happened.
+    pub fn open(dir: &Path, key: &SecretKey, cache_bytes: usize) -> Result<(Self, bool)> {
+        match Self::open_existing(dir, key, cache_bytes) {
+            Ok(ix) => Ok((ix, false)),
+            Err(_) => {
+                let io = |e: std::io::Error| crate::Error::Io {
+                    path: dir.display().to_string(),
+                    source: e,
+                };
+                std::fs::remove_dir_all(dir).map_err(io)?;
+                Ok((Self::open_existing(dir, key, cache_bytes)?, true))
+            }
+        }
+    }
+
+    fn open_existing(dir: &Path, key: &SecretKey, cache_bytes: usize) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| crate::Error::Io {
             path: dir.display().to_string(),
             source: e,
         })?;
         let (schema, f) = schema();
-        let mmap = MmapDirectory::open(dir).map_err(|e| IndexError::Tantivy(e.to_string()))?;
-        let index = Index::open_or_create(mmap, schema).map_err(terr)?;
+        let directory = EncryptedDirectory::open(dir, key.derive("directory"), cache_bytes)
+            .map_err(|e| IndexError::Tantivy(e.to_string()))?;
+        let index = Index::open_or_create(directory, schema).map_err(terr)?;
         index.tokenizers().register(TOKENIZER, analyzer());
         let reader = index
             .reader_builder()

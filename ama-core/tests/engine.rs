@@ -587,6 +587,19 @@ fn restart_reindex_and_a_lost_index_keep_everything_findable() {
     }
     // The index is derived data: delete it and it is rebuilt on open.
     std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    {
+        let a = common::reopen(dir.path());
+        assert_eq!(ids(&a, &au, "persistent"), vec![id]);
+        assert_eq!(a.indexed_count(&t).unwrap(), 1);
+    }
+    // A damaged (or plaintext, pre-encryption) index is replaced and rebuilt.
+    let tenant_index = std::fs::read_dir(dir.path().join("index"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(tenant_index.join("meta.json"), b"{\"not\": \"encrypted\"}").unwrap();
     let a = common::reopen(dir.path());
     assert_eq!(ids(&a, &au, "persistent"), vec![id]);
     assert_eq!(a.indexed_count(&t).unwrap(), 1);
