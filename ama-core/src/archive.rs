@@ -42,6 +42,8 @@ const BLOB_VERSION: u8 = 1;
 pub const MAX_PAGE: usize = 10_000;
 /// Deepest page offset a search accepts (deeper paging means a narrower query).
 pub const MAX_OFFSET: usize = 1_000_000;
+/// Threads that parse and encrypt one batch.
+const PREP_THREADS: usize = 4;
 /// Pending index entries are processed in chunks of this many messages.
 const REINDEX_CHUNK: usize = 500;
 
@@ -396,7 +398,7 @@ impl Archive {
     /// Archives a batch of messages of one tenant with one durable catalog
     /// commit. The outer error means nothing of the batch was committed; the
     /// inner results say, per message in order, whether it was refused.
-    pub fn ingest_batch<B: AsRef<[u8]>>(
+    pub fn ingest_batch<B: AsRef<[u8]> + Sync>(
         &self,
         tenant: &TenantId,
         items: &[(B, Envelope)],
@@ -416,10 +418,9 @@ impl Archive {
             delivery: Delivery,
             size: u64,
         }
-        let mut prepared: Vec<Result<Prepared, IngestError>> = Vec::with_capacity(items.len());
-        for (raw, env) in items {
+        let prepared: Vec<Result<Prepared, IngestError>> = par_map(items, |(raw, env)| {
             let raw = raw.as_ref();
-            prepared.push(parse::check(raw, limit).map(|()| {
+            parse::check(raw, limit).map(|()| {
                 let received_at = env.received_at.unix_timestamp();
                 Prepared {
                     sha256: crypto::sha256(raw),
@@ -433,32 +434,40 @@ impl Archive {
                     },
                     size: raw.len() as u64,
                 }
-            }));
-        }
+            })
+        });
 
         // 3: blobs for messages that look new (dedup re-checked under the write lock).
         let mut new_ids: HashMap<[u8; 32], MessageId> = HashMap::new();
-        let mut wrapped_keys: HashMap<MessageId, (Vec<u8>, u64)> = HashMap::new();
-        let mut blobs: Vec<(BlobKey, Vec<u8>)> = Vec::new();
+        let mut fresh: Vec<(usize, MessageId)> = Vec::new();
         {
             let rtxn = self.catalog.read()?;
-            for (p, (raw, _)) in prepared.iter().zip(items) {
+            for (i, p) in prepared.iter().enumerate() {
                 let Ok(p) = p else { continue };
                 if new_ids.contains_key(&p.dedup) || rtxn.dedup(t, &p.dedup)?.is_some() {
                     continue;
                 }
                 let id = MessageId::generate()?;
-                let data_key = SecretKey::generate()?;
-                let blob = seal_blob(&data_key, &aad("blob", tenant, id), raw.as_ref())?;
-                let wrapped = crypto::wrap_key(
-                    &state.keys.message_keys,
-                    &aad("data-key", tenant, id),
-                    &data_key,
-                )?;
-                wrapped_keys.insert(id, (wrapped, blob.len() as u64));
-                blobs.push((BlobKey::message(&state.record.storage_id, id), blob));
                 new_ids.insert(p.dedup, id);
+                fresh.push((i, id));
             }
+        }
+        let sealed_blobs = par_map(&fresh, |(i, id)| -> Result<(BlobKey, Vec<u8>, Vec<u8>)> {
+            let data_key = SecretKey::generate()?;
+            let blob = seal_blob(&data_key, &aad("blob", tenant, *id), items[*i].0.as_ref())?;
+            let wrapped = crypto::wrap_key(
+                &state.keys.message_keys,
+                &aad("data-key", tenant, *id),
+                &data_key,
+            )?;
+            Ok((BlobKey::message(&state.record.storage_id, *id), blob, wrapped))
+        });
+        let mut wrapped_keys: HashMap<MessageId, (Vec<u8>, u64)> = HashMap::new();
+        let mut blobs: Vec<(BlobKey, Vec<u8>)> = Vec::with_capacity(fresh.len());
+        for ((_, id), sealed) in fresh.iter().zip(sealed_blobs) {
+            let (key, blob, wrapped) = sealed?;
+            wrapped_keys.insert(*id, (wrapped, blob.len() as u64));
+            blobs.push((key, blob));
         }
         self.store.put_many(&blobs)?;
         drop(blobs);
@@ -795,6 +804,32 @@ impl Drop for Archive {
             let _ = self.flush_index(&state);
         }
     }
+}
+
+/// Maps `f` over `items` on up to [`PREP_THREADS`] threads, keeping order:
+/// parsing, hashing and encryption are CPU work that the cores share.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(PREP_THREADS);
+    if threads <= 1 || items.len() < 8 {
+        return items.iter().map(&f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| s.spawn(|| part.iter().map(&f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| match h.join() {
+                Ok(v) => v,
+                // Parsing is already guarded; anything else is a bug: re-raise it.
+                Err(e) => std::panic::resume_unwind(e),
+            })
+            .collect()
+    })
 }
 
 fn info(id: MessageId, s: SealedMessage) -> MessageInfo {
