@@ -86,6 +86,31 @@ pub enum Command {
     Stats(StatsArgs),
     /// Rebuild a tenant's full-text index from the stored messages.
     Reindex(TenantArg),
+    /// Run the archive node: accept mail over SMTP (TLS only) until SIGTERM or Ctrl-C.
+    Serve(ServeArgs),
+}
+
+/// `ama serve`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Listen for SMTP with STARTTLS on ADDR (e.g. 0.0.0.0:25 or 127.0.0.1:2525).
+    #[arg(long, value_name = "ADDR")]
+    pub smtp: Option<std::net::SocketAddr>,
+    /// Listen for SMTP over implicit TLS on ADDR (like port 465).
+    #[arg(long, value_name = "ADDR")]
+    pub smtps: Option<std::net::SocketAddr>,
+    /// PEM certificate chain; without --cert/--key a self-signed certificate for localhost is made.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Host name in the SMTP greeting.
+    #[arg(long, value_name = "NAME", default_value = "localhost")]
+    pub hostname: String,
+    /// Unpack Microsoft Exchange / Microsoft 365 journal reports sent to this tenant (repeatable).
+    #[arg(long = "journal-tenant", value_name = "ID")]
+    pub journal_tenants: Vec<TenantId>,
 }
 
 /// `ama tenant …`

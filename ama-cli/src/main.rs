@@ -30,6 +30,7 @@ mod cli;
 mod import;
 mod output;
 mod read;
+mod serve;
 mod tenants;
 mod unlock;
 
@@ -80,6 +81,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Show(args) => read::show(g, args),
         Command::Stats(args) => tenants::stats(g, args),
         Command::Reindex(args) => tenants::reindex(g, args),
+        Command::Serve(args) => serve::run(g, args),
     }
 }
 
