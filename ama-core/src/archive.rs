@@ -131,6 +131,8 @@ pub struct Archive {
     tenants: RwLock<HashMap<TenantId, Arc<TenantState>>>,
     /// Serialises opening a tenant (unwrapping its key, opening its index).
     opening: Mutex<()>,
+    /// Every tenant's settings, for domain routing; cleared when they change.
+    tenant_cache: RwLock<Option<Arc<Vec<Tenant>>>>,
 }
 
 impl std::fmt::Debug for Archive {
@@ -218,6 +220,7 @@ impl Archive {
             options,
             tenants: RwLock::new(HashMap::new()),
             opening: Mutex::new(()),
+            tenant_cache: RwLock::new(None),
         };
         // Bring every index up to date with what the catalog committed.
         if archive.catalog.read()?.pending_index_len()? > 0 {
@@ -279,6 +282,9 @@ impl Archive {
         }
         txn.put_tenant(&record)?;
         txn.commit()?;
+        if let Ok(mut cache) = self.tenant_cache.write() {
+            *cache = None;
+        }
         Ok(tenant)
     }
 
@@ -303,13 +309,29 @@ impl Archive {
     }
 
     /// The tenant whose mail domains include `domain` (or a parent of it).
+    ///
+    /// The most specific domain wins (`eu.acme.example` before `acme.example`).
+    /// Answered from memory: the SMTP node asks once per recipient, and every
+    /// tenant change goes through this (single) process.
     pub fn tenant_for_domain(&self, domain: &str) -> Result<Option<Tenant>> {
-        let d = domain.trim().to_ascii_lowercase();
-        Ok(self.tenants()?.into_iter().find(|t| {
-            t.domains
-                .iter()
-                .any(|td| d == *td || d.ends_with(&format!(".{td}")))
-        }))
+        let d = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+        let tenants = self.cached_tenants()?;
+        let best = tenants
+            .iter()
+            .flat_map(|t| t.domains.iter().map(move |td| (td, t)))
+            .filter(|(td, _)| d == **td || d.ends_with(&format!(".{td}")))
+            .max_by_key(|(td, _)| td.len());
+        Ok(best.map(|(_, t)| t.clone()))
+    }
+
+    fn cached_tenants(&self) -> Result<Arc<Vec<Tenant>>> {
+        let poisoned = || Error::AccessDenied("tenant cache lock poisoned".into());
+        if let Some(t) = self.tenant_cache.read().map_err(|_| poisoned())?.as_ref() {
+            return Ok(t.clone());
+        }
+        let fresh = Arc::new(self.tenants()?);
+        *self.tenant_cache.write().map_err(|_| poisoned())? = Some(fresh.clone());
+        Ok(fresh)
     }
 
     /// Counters of a tenant (messages, raw and stored bytes, duplicates).
@@ -460,7 +482,11 @@ impl Archive {
                 &aad("data-key", tenant, *id),
                 &data_key,
             )?;
-            Ok((BlobKey::message(&state.record.storage_id, *id), blob, wrapped))
+            Ok((
+                BlobKey::message(&state.record.storage_id, *id),
+                blob,
+                wrapped,
+            ))
         });
         let mut wrapped_keys: HashMap<MessageId, (Vec<u8>, u64)> = HashMap::new();
         let mut blobs: Vec<(BlobKey, Vec<u8>)> = Vec::with_capacity(fresh.len());

@@ -673,3 +673,22 @@ fn spool_sealing_is_per_tenant_and_per_entry() {
         Err(Error::Crypto(_))
     ));
 }
+
+#[test]
+fn tenant_for_domain_prefers_the_most_specific_domain_and_sees_new_tenants() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = common::create(dir.path());
+    let mut spec = ama_core::TenantSpec::new(TenantId::new("parent").unwrap());
+    spec.domains = vec!["acme.test".into()];
+    a.create_tenant(spec).unwrap();
+    let find = |d: &str| a.tenant_for_domain(d).unwrap().map(|t| t.id.to_string());
+    assert_eq!(find("eu.acme.test").as_deref(), Some("parent"));
+    let mut spec = ama_core::TenantSpec::new(TenantId::new("zz-europe").unwrap());
+    spec.domains = vec!["EU.acme.test".into()];
+    a.create_tenant(spec).unwrap();
+    assert_eq!(find("eu.acme.test").as_deref(), Some("zz-europe"));
+    assert_eq!(find("mail.eu.acme.test.").as_deref(), Some("zz-europe"));
+    assert_eq!(find("ACME.test").as_deref(), Some("parent"));
+    assert_eq!(find("notacme.test"), None);
+    assert_eq!(find("other.test"), None);
+}
