@@ -8,6 +8,7 @@
 //! durable, and the summary says how far it got.
 
 use std::io::{IsTerminal, Write};
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use ama_core::import::{ImportEvent, ImportOptions, import_paths};
@@ -115,6 +116,7 @@ pub fn run(g: &Global, args: &ImportArgs) -> anyhow::Result<()> {
                 mb(report.bytes)
             ));
         }
+        ControlFlow::Continue(())
     })
     .map_err(anyhow::Error::from);
     progress.finish_and_clear();

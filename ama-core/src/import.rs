@@ -14,6 +14,7 @@
 //! itself (disk, catalog) stops the import with that error; every batch
 //! reported before it is durable.
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::mpsc;
 
@@ -74,6 +75,9 @@ pub enum ImportEvent<'a> {
 /// Totals of an import.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ImportSummary {
+    /// True when the caller stopped the import early (every message
+    /// reported before was archived durably).
+    pub stopped: bool,
     /// New messages.
     pub imported: u64,
     /// Messages already archived (their envelope was merged).
@@ -89,12 +93,17 @@ type Batch = Vec<(String, std::result::Result<Vec<u8>, String>)>;
 /// Imports everything under `paths` into `tenant`, calling `on_event` for
 /// each message once its batch is durable (or once it is refused). On an
 /// archive failure, returns the error; what was reported before is archived.
+///
+/// `on_event` returning [`ControlFlow::Break`] stops the import: the rest of
+/// a batch already committed is still reported, nothing later is archived.
+/// For Ctrl-C in Python, or a progress callback that wants out; the summary
+/// then says `stopped`.
 pub fn import_paths(
     archive: &Archive,
     tenant: &TenantId,
     paths: &[PathBuf],
     options: &ImportOptions,
-    mut on_event: impl FnMut(ImportEvent<'_>),
+    mut on_event: impl FnMut(ImportEvent<'_>) -> ControlFlow<()>,
 ) -> Result<ImportSummary> {
     archive.tenant(tenant)?;
     let limit = usize::try_from(options.limit.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
@@ -149,12 +158,19 @@ pub fn import_paths(
                     }
                     Err(error) => {
                         summary.refused += 1;
-                        on_event(ImportEvent::Refused {
+                        if on_event(ImportEvent::Refused {
                             origin: &origin,
                             error,
-                        });
+                        })
+                        .is_break()
+                        {
+                            summary.stopped = true;
+                        }
                     }
                 }
+            }
+            if summary.stopped {
+                break;
             }
             if items.is_empty() {
                 continue;
@@ -169,20 +185,31 @@ pub fn import_paths(
                             summary.imported += 1;
                         }
                         summary.bytes += raw.len() as u64;
-                        on_event(ImportEvent::Archived {
+                        if on_event(ImportEvent::Archived {
                             origin,
                             receipt: &receipt,
                             size: raw.len() as u64,
-                        });
+                        })
+                        .is_break()
+                        {
+                            summary.stopped = true;
+                        }
                     }
                     Err(e) => {
                         summary.refused += 1;
-                        on_event(ImportEvent::Refused {
+                        if on_event(ImportEvent::Refused {
                             origin,
                             error: e.to_string(),
-                        });
+                        })
+                        .is_break()
+                        {
+                            summary.stopped = true;
+                        }
                     }
                 }
+            }
+            if summary.stopped {
+                break;
             }
         }
         Ok(summary)

@@ -226,6 +226,28 @@ pub enum Anomaly {
     ParserFailure,
 }
 
+impl Anomaly {
+    /// A stable snake_case name (`missing_from`), for JSON, Python and logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Anomaly::NoHeaders => "no_headers",
+            Anomaly::LeadingBlankLines => "leading_blank_lines",
+            Anomaly::MissingFrom => "missing_from",
+            Anomaly::BadDate => "bad_date",
+            Anomaly::MissingMessageId => "missing_message_id",
+            Anomaly::EncodingProblem => "encoding_problem",
+            Anomaly::NulBytes => "nul_bytes",
+            Anomaly::ParserFailure => "parser_failure",
+        }
+    }
+}
+
+impl fmt::Display for Anomaly {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Parsed metadata of a message, as stored (encrypted) in the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageMeta {

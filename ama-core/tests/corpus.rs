@@ -40,23 +40,26 @@ fn every_corpus_message_round_trips_and_is_found_by_message_id() {
     let mut ids: HashMap<String, MessageId> = HashMap::new();
     let mut refused: Vec<(String, String)> = Vec::new();
     let mut files = 0usize;
-    import_paths(&a, &t, &folders, &ImportOptions::default(), |ev| match ev {
-        ImportEvent::Archived {
-            origin, receipt, ..
-        } => {
-            if !is_provenance(origin) {
-                files += 1;
-                ids.insert(origin.to_string(), receipt.id);
+    import_paths(&a, &t, &folders, &ImportOptions::default(), |ev| {
+        match ev {
+            ImportEvent::Archived {
+                origin, receipt, ..
+            } => {
+                if !is_provenance(origin) {
+                    files += 1;
+                    ids.insert(origin.to_string(), receipt.id);
+                }
+            }
+            ImportEvent::Refused { origin, error } => {
+                // The corpus' provenance files are not mail (and are refused or
+                // archived as text; either way they are not part of the check).
+                if !is_provenance(origin) {
+                    files += 1;
+                    refused.push((origin.to_string(), error));
+                }
             }
         }
-        ImportEvent::Refused { origin, error } => {
-            // The corpus' provenance files are not mail (and are refused or
-            // archived as text; either way they are not part of the check).
-            if !is_provenance(origin) {
-                files += 1;
-                refused.push((origin.to_string(), error));
-            }
-        }
+        std::ops::ControlFlow::Continue(())
     })
     .unwrap();
     assert!(files > 50_000, "only {files} corpus files found");

@@ -692,3 +692,49 @@ fn tenant_for_domain_prefers_the_most_specific_domain_and_sees_new_tenants() {
     assert_eq!(find("notacme.test"), None);
     assert_eq!(find("other.test"), None);
 }
+
+#[test]
+fn an_import_can_be_stopped_and_keeps_what_it_reported() {
+    use ama_core::import::{ImportEvent, ImportOptions, import_paths};
+    use std::ops::ControlFlow;
+    let dir = tempfile::tempdir().unwrap();
+    let a = common::create(dir.path());
+    let t = common::tenant(&a, "acme");
+    let mail = tempfile::tempdir().unwrap();
+    for i in 0..10 {
+        std::fs::write(
+            mail.path().join(format!("{i:02}.eml")),
+            format!("From: a@b.c\r\nSubject: stop test {i}\r\n\r\nbody {i}\r\n"),
+        )
+        .unwrap();
+    }
+    let options = ImportOptions {
+        batch: 3,
+        ..ImportOptions::default()
+    };
+    let mut reported = 0;
+    let summary = import_paths(&a, &t, &[mail.path().to_path_buf()], &options, |ev| {
+        assert!(matches!(ev, ImportEvent::Archived { .. }));
+        reported += 1;
+        if reported == 2 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .unwrap();
+    // The first batch of three was committed and fully reported; no more.
+    assert!(summary.stopped);
+    assert_eq!((summary.imported, reported), (3, 3));
+    let au = Principal::auditor(t.clone());
+    assert_eq!(a.search(&au, "", &opts()).unwrap().total, 3);
+    // Without a stop, everything comes in (the first three as duplicates).
+    let summary = import_paths(&a, &t, &[mail.path().to_path_buf()], &options, |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(
+        (summary.imported, summary.duplicates, summary.stopped),
+        (7, 3, false)
+    );
+}

@@ -301,9 +301,9 @@ impl NativeArchive {
     /// Imports files, directories, mbox files and Maildirs through the
     /// engine's import pipeline. `progress(imported, duplicates, refused,
     /// bytes)` is called every `progress_every` messages and once at the
-    /// end; if it raises, it is not called again and its exception is
-    /// raised once the import has finished (the engine's import cannot be
-    /// stopped half-way yet).
+    /// end; if it raises (or Ctrl-C is pressed), the import stops after the
+    /// batch in flight and the exception is raised; what was reported before
+    /// is archived.
     #[pyo3(signature = (tenant, paths, *, progress=None, progress_every=1000, batch=500, limit=None))]
     #[allow(clippy::too_many_arguments)]
     fn import_paths(
@@ -346,15 +346,22 @@ impl NativeArchive {
                     }
                 }
                 seen += 1;
-                if let Some(cb) = &progress
-                    && callback_error.is_none()
-                    && seen.is_multiple_of(every)
-                {
+                if callback_error.is_none() && seen.is_multiple_of(every) {
                     Python::attach(|py| {
-                        if let Err(e) = cb.call1(py, counts) {
+                        // Ctrl-C (or any signal handler raising) stops the import.
+                        if let Err(e) = py.check_signals() {
+                            callback_error = Some(e);
+                        } else if let Some(cb) = &progress
+                            && let Err(e) = cb.call1(py, counts)
+                        {
                             callback_error = Some(e);
                         }
                     });
+                }
+                if callback_error.is_some() {
+                    std::ops::ControlFlow::Break(())
+                } else {
+                    std::ops::ControlFlow::Continue(())
                 }
             })
         })?;

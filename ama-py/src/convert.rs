@@ -17,24 +17,6 @@ fn mailboxes(v: Vec<Mailbox>) -> Vec<MailboxTuple> {
     v.into_iter().map(|m| (m.name, m.address)).collect()
 }
 
-/// `CamelCase` → `snake_case`, for anomaly names (`MissingFrom` →
-/// `missing_from`). The engine's enum is non-exhaustive; its `Debug` name is
-/// the stable spelling.
-fn snake(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 4);
-    for (i, c) in name.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 {
-                out.push('_');
-            }
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// A message's metadata as a tuple in the field order of `ama.Hit`: `(id,
 /// date, subject, from_, sender, to, cc, bcc, reply_to, message_id,
 /// header_date, in_reply_to, references, attachments, size, anomalies,
@@ -47,11 +29,7 @@ pub(crate) fn info<'py>(py: Python<'py>, info: MessageInfo) -> PyResult<Bound<'p
         .into_iter()
         .map(|a| (a.name, a.mime_type, a.size))
         .collect();
-    let anomalies: Vec<String> = m
-        .anomalies
-        .iter()
-        .map(|a| snake(&format!("{a:?}")))
-        .collect();
+    let anomalies: Vec<String> = m.anomalies.iter().map(|a| a.as_str().to_string()).collect();
     let deliveries: Vec<(Option<String>, Vec<String>, i64, String)> = info
         .deliveries
         .into_iter()

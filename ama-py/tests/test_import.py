@@ -42,7 +42,7 @@ def test_import_maildir_and_refusals(acme: ama.Tenant, tmp_path: Path) -> None:
     assert "2.host" in refusal.origin and "not an e-mail" in refusal.reason
 
 
-def test_progress_exception_is_raised_after_import(acme: ama.Tenant) -> None:
+def test_progress_exception_stops_the_import(acme: ama.Tenant) -> None:
     calls = []
 
     def progress(p: ama.ImportProgress) -> None:
@@ -50,9 +50,11 @@ def test_progress_exception_is_raised_after_import(acme: ama.Tenant) -> None:
         raise KeyError("stop")
 
     with pytest.raises(KeyError):
-        acme.import_path(EXAMPLE_MAIL, progress=progress, progress_every=1)
+        acme.import_path(EXAMPLE_MAIL, progress=progress, progress_every=1, batch_size=2)
     assert len(calls) == 1  # not called again after it raised
-    assert acme.count() == 6  # the import itself went through
+    assert acme.count() == 2  # the first batch was committed, nothing after it
+    acme.import_path(EXAMPLE_MAIL)
+    assert acme.count() == 6  # and a second run brings in the rest
 
 
 def test_import_unknown_tenant_or_closed(archive: ama.Archive) -> None:

@@ -258,7 +258,7 @@ fn ingest_all(archive: &Archive, tenant: &TenantId, args: &ImportArgs) -> anyhow
         tenant,
         std::slice::from_ref(&args.corpus),
         &options,
-        |_| {},
+        |_| std::ops::ControlFlow::Continue(()),
     )
     .context("cannot archive a batch")?;
     Ok(Counts {

@@ -374,9 +374,9 @@ class Tenant(TenantView):
         ``progress_every`` messages and once at the end. Messages that are
         not mail are refused and listed in the summary; the import goes on.
 
-        The import cannot be stopped half-way yet: if ``progress`` raises,
-        it is not called again and its exception is raised when the import
-        has finished.
+        If ``progress`` raises, or Ctrl-C is pressed, the import stops after
+        the batch in flight and the exception is raised; every message
+        reported before is archived (durably).
         """
         paths: List[StrPath]
         if isinstance(path, (str, os.PathLike)):
