@@ -428,3 +428,48 @@ async fn exchange_journal_report_is_archived_as_the_original() {
     assert_eq!(d.mail_from.as_deref(), Some("alice@acme.test"));
     node.shutdown().await;
 }
+
+/// Peak resident memory of this process so far, in KiB (Linux).
+fn peak_rss_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// A 1 GiB DATA against a 64 MiB limit: `552`, the session goes on, and the
+/// node never holds the message (peak memory stays far below 1 GiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_gib_of_data_is_refused_in_bounded_memory() {
+    let mut node = Node::start_with(|c| {
+        c.limits.max_message_size = 64 << 20;
+    })
+    .await;
+    let mut c = Client::starttls(node.starttls, &node.ca).await;
+    assert!(c.cmd("EHLO test").await.contains("250"));
+    assert!(c.cmd("MAIL FROM:<a@example.org>").await.starts_with("250"));
+    assert!(c.cmd("RCPT TO:<huge@acme.test>").await.starts_with("250"));
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    let line = format!("{}\r\n", "z".repeat(1022));
+    let chunk = line.repeat(1024); // 1 MiB
+    for _ in 0..1024 {
+        c.send(chunk.as_bytes()).await;
+    }
+    let r = c.cmd(".").await;
+    assert!(r.starts_with("552 5.3.4"), "{r}");
+    assert_eq!(c.cmd("NOOP").await, "250 2.0.0 OK\r\n");
+    let peak = peak_rss_kib();
+    eprintln!("peak RSS after a 1 GiB DATA: {peak:?} KiB");
+    if let Some(kib) = peak {
+        assert!(
+            kib < 512 * 1024,
+            "peak RSS {kib} KiB: the DATA was buffered"
+        );
+    }
+    assert!(all(&node.archive, "acme").is_empty());
+    node.shutdown().await;
+}
