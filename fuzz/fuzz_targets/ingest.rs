@@ -36,6 +36,7 @@ fn fixture() -> &'static Fixture {
             kdf: KdfParams::insecure_fast(),
             // Like parse_mail: keep inputs in a range the fuzzer can handle.
             max_message_size: 1 << 20,
+            ..ArchiveOptions::default()
         };
         let archive = Archive::create(&dir, &Unlock::passphrase("fuzz passphrase"), options)
             .expect("create the fuzz archive");
