@@ -278,17 +278,7 @@ async fn malformed_input_gets_clear_replies_and_no_panic() {
     assert!(c.cmd(".").await.starts_with("250 2.0.0"));
 
     // 20 MiB of DATA against a 1 MiB limit: 552, and the session goes on.
-    assert!(c.cmd("MAIL FROM:<a@example.org>").await.starts_with("250"));
-    assert!(c.cmd("RCPT TO:<big@acme.test>").await.starts_with("250"));
-    assert!(c.cmd("DATA").await.starts_with("354"));
-    let line = format!("{}\r\n", "y".repeat(1022));
-    let chunk = line.repeat(1024); // 1 MiB
-    for _ in 0..20 {
-        c.send(chunk.as_bytes()).await;
-    }
-    let r = c.cmd(".").await;
-    assert!(r.starts_with("552 5.3.4"), "{r}");
-    assert_eq!(c.cmd("NOOP").await, "250 2.0.0 OK\r\n");
+    oversized_data_is_552(&mut c, "big@acme.test", 20).await;
 
     // Disconnect in the middle of DATA: nothing stored.
     assert!(c.cmd("MAIL FROM:<a@example.org>").await.starts_with("250"));
@@ -429,6 +419,22 @@ async fn exchange_journal_report_is_archived_as_the_original() {
     node.shutdown().await;
 }
 
+/// Sends a transaction whose DATA is `mib` MiB of 1 KiB lines, expects
+/// `552 5.3.4` (over the size limit) and a session that still works.
+async fn oversized_data_is_552(c: &mut Client, rcpt: &str, mib: usize) {
+    assert!(c.cmd("MAIL FROM:<a@example.org>").await.starts_with("250"));
+    assert!(c.cmd(&format!("RCPT TO:<{rcpt}>")).await.starts_with("250"));
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    let line = format!("{}\r\n", "y".repeat(1022));
+    let chunk = line.repeat(1024); // 1 MiB
+    for _ in 0..mib {
+        c.send(chunk.as_bytes()).await;
+    }
+    let r = c.cmd(".").await;
+    assert!(r.starts_with("552 5.3.4"), "{r}");
+    assert_eq!(c.cmd("NOOP").await, "250 2.0.0 OK\r\n");
+}
+
 /// Peak resident memory of this process so far, in KiB (Linux).
 fn peak_rss_kib() -> Option<u64> {
     std::fs::read_to_string("/proc/self/status")
@@ -451,17 +457,7 @@ async fn one_gib_of_data_is_refused_in_bounded_memory() {
     .await;
     let mut c = Client::starttls(node.starttls, &node.ca).await;
     assert!(c.cmd("EHLO test").await.contains("250"));
-    assert!(c.cmd("MAIL FROM:<a@example.org>").await.starts_with("250"));
-    assert!(c.cmd("RCPT TO:<huge@acme.test>").await.starts_with("250"));
-    assert!(c.cmd("DATA").await.starts_with("354"));
-    let line = format!("{}\r\n", "z".repeat(1022));
-    let chunk = line.repeat(1024); // 1 MiB
-    for _ in 0..1024 {
-        c.send(chunk.as_bytes()).await;
-    }
-    let r = c.cmd(".").await;
-    assert!(r.starts_with("552 5.3.4"), "{r}");
-    assert_eq!(c.cmd("NOOP").await, "250 2.0.0 OK\r\n");
+    oversized_data_is_552(&mut c, "huge@acme.test", 1024).await;
     let peak = peak_rss_kib();
     eprintln!("peak RSS after a 1 GiB DATA: {peak:?} KiB");
     if let Some(kib) = peak {
