@@ -700,9 +700,8 @@ impl Archive {
         who.mail_scope()?;
         let state = self.state(who.tenant())?;
         let (rec, sealed) = self.load(&state, id)?;
-        let sealed_info = who.admit(info(id, sealed.clone()))?;
-        drop(sealed_info);
-        self.read_blob(&state, id, &rec, &sealed)
+        let admitted = who.admit(info(id, sealed))?;
+        self.read_blob(&state, id, &rec, &admitted.sha256, admitted.meta.size)
     }
 
     fn read_blob(
@@ -710,7 +709,8 @@ impl Archive {
         state: &TenantState,
         id: MessageId,
         rec: &MessageRecord,
-        sealed: &SealedMessage,
+        sha256: &[u8; 32],
+        size: u64,
     ) -> Result<Vec<u8>> {
         let tenant = &state.record.tenant.id;
         let data_key = crypto::unwrap_key(
@@ -722,14 +722,8 @@ impl Archive {
         let blob = self
             .store
             .get(&BlobKey::message(&state.record.storage_id, id))?;
-        let raw = open_blob(
-            &data_key,
-            &aad("blob", tenant, id),
-            &blob,
-            sealed.meta.size,
-            id,
-        )?;
-        if crypto::sha256(&raw) != sealed.sha256 {
+        let raw = open_blob(&data_key, &aad("blob", tenant, id), &blob, size, id)?;
+        if crypto::sha256(&raw) != *sha256 {
             return Err(CryptoError::Authentication {
                 what: format!(
                     "blob of message {id} (SHA-256 differs from the one recorded at ingest)"
@@ -791,7 +785,7 @@ impl Archive {
                     Err(Error::NotFound(_)) => continue,
                     Err(e) => return Err(e),
                 };
-                let raw = self.read_blob(state, *id, &rec, &sealed)?;
+                let raw = self.read_blob(state, *id, &rec, &sealed.sha256, sealed.meta.size)?;
                 let text = parse::parse(&raw, sealed.meta.date).text;
                 prepared.push((info(*id, sealed), text));
             }
