@@ -17,6 +17,10 @@
 //!
 //! Blobs written in step 3 for a batch whose commit fails are unreferenced
 //! and harmless (ciphertext under a key that was never stored).
+//!
+//! Every call that reads mail content or changes state writes exactly one
+//! entry to the tenant's audit log ([`crate::audit`]): changes in the same
+//! catalog transaction, reads right after the read.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,15 +30,20 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::access::Principal;
+use crate::audit::{AuditAction, AuditActor, Frontend, Outcome};
 use crate::catalog::{self, Catalog, MessageRecord, TenantRecord, TenantStats};
 use crate::crypto::{self, SecretKey};
 use crate::error::{CryptoError, Error, IngestError, Result, StoreError, TenantError};
+use crate::identity::{IdentityOptions, IdentityRuntime};
 use crate::index::{Sort, TenantIndex};
 use crate::keys::{KdfParams, KeyService, LocalKeyStore, Unlock};
 use crate::message::{Delivery, Envelope, MessageId, MessageInfo, MessageMeta, Receipt};
 use crate::parse::{self, MessageText};
 use crate::store::{BlobKey, BlobStore, LocalStore};
 use crate::tenant::{Tenant, TenantId, TenantSpec, normalize_domain};
+
+mod stores;
+pub use stores::RepairOptions;
 
 const BLOB_MAGIC: &[u8; 4] = b"AMAB";
 const BLOB_VERSION: u8 = 1;
@@ -56,6 +65,14 @@ pub struct ArchiveOptions {
     pub kdf: KdfParams,
     /// Decrypted index blocks cached per open tenant, in bytes (default 32 MiB).
     pub index_cache_bytes: usize,
+    /// Login, lockout and session rules.
+    pub identity: IdentityOptions,
+    /// Whether the audit entry of a read (search, view, download) is on
+    /// disk (fsync) before the read's result is returned (default). Turning
+    /// it off makes reads cheaper; entries of the last moments before a
+    /// crash may then be lost (never entries of changes, which commit with
+    /// the change).
+    pub durable_read_audit: bool,
 }
 
 impl Default for ArchiveOptions {
@@ -64,6 +81,8 @@ impl Default for ArchiveOptions {
             max_message_size: 64 * 1024 * 1024,
             kdf: KdfParams::default(),
             index_cache_bytes: 32 * 1024 * 1024,
+            identity: IdentityOptions::default(),
+            durable_read_audit: true,
         }
     }
 }
@@ -107,17 +126,33 @@ pub(crate) struct SealedMessage {
 }
 
 /// A tenant's keys, derived from its tenant key when the tenant is opened.
-struct TenantKeys {
-    catalog: SecretKey,
-    dedup: SecretKey,
-    message_keys: SecretKey,
-    spool: SecretKey,
+pub(crate) struct TenantKeys {
+    pub(crate) catalog: SecretKey,
+    pub(crate) dedup: SecretKey,
+    pub(crate) message_keys: SecretKey,
+    pub(crate) spool: SecretKey,
+    pub(crate) audit: SecretKey,
+    pub(crate) identity: SecretKey,
 }
 
-struct TenantState {
-    record: TenantRecord,
-    keys: TenantKeys,
-    index: TenantIndex,
+impl TenantKeys {
+    fn derive(tk: &SecretKey) -> Self {
+        TenantKeys {
+            catalog: tk.derive("catalog"),
+            dedup: tk.derive("dedup"),
+            message_keys: tk.derive("message-keys"),
+            spool: tk.derive("spool"),
+            audit: tk.derive("audit"),
+            identity: tk.derive("identity"),
+        }
+    }
+}
+
+/// An open tenant: its record, keys and index.
+pub(crate) struct TenantState {
+    pub(crate) record: TenantRecord,
+    pub(crate) keys: TenantKeys,
+    pub(crate) index: TenantIndex,
 }
 
 /// An open archive: a data directory, its key service and blob store.
@@ -133,6 +168,8 @@ pub struct Archive {
     opening: Mutex<()>,
     /// Every tenant's settings, for domain routing; cleared when they change.
     tenant_cache: RwLock<Option<Arc<Vec<Tenant>>>>,
+    /// Login state kept in memory (per-source failures, directory connector).
+    identity: IdentityRuntime,
 }
 
 impl std::fmt::Debug for Archive {
@@ -196,6 +233,15 @@ impl Archive {
                 reason: "not an ama archive (no keys/keystore.json; run `ama init` first)".into(),
             });
         }
+        if dir.join("stores.json").exists() {
+            // Writing to DATA/blobs would split the archive across stores.
+            return Err(Error::DataDir {
+                path: dir.display().to_string(),
+                reason: "its blobs live in the stores of stores.json; open it with them \
+                         (Archive::open_with_store, ama_store_s3::config)"
+                    .into(),
+            });
+        }
         let ks = LocalKeyStore::open(&ks_path, unlock)?;
         let store = LocalStore::open(dir.join("blobs"))?;
         Self::open_with(dir, Arc::new(ks), Arc::new(store), options)
@@ -221,6 +267,7 @@ impl Archive {
             tenants: RwLock::new(HashMap::new()),
             opening: Mutex::new(()),
             tenant_cache: RwLock::new(None),
+            identity: IdentityRuntime::default(),
         };
         // Bring every index up to date with what the catalog committed.
         if archive.catalog.read()?.pending_index_len()? > 0 {
@@ -239,6 +286,39 @@ impl Archive {
     /// The options in force.
     pub fn options(&self) -> &ArchiveOptions {
         &self.options
+    }
+
+    pub(crate) fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub(crate) fn store(&self) -> &dyn BlobStore {
+        self.store.as_ref()
+    }
+
+    /// The metadata of a message record, unsealed.
+    pub(crate) fn info_of(
+        &self,
+        state: &TenantState,
+        id: MessageId,
+        rec: &MessageRecord,
+    ) -> Result<MessageInfo> {
+        Ok(info(id, self.unseal(state, id, rec)?))
+    }
+
+    /// The raw bytes of a message record, authenticated.
+    pub(crate) fn read_blob_of(
+        &self,
+        state: &TenantState,
+        id: MessageId,
+        rec: &MessageRecord,
+        info: &MessageInfo,
+    ) -> Result<Vec<u8>> {
+        self.read_blob(state, id, rec, &info.sha256, info.meta.size)
+    }
+
+    pub(crate) fn identity_runtime(&self) -> &IdentityRuntime {
+        &self.identity
     }
 
     // ----- tenants -------------------------------------------------------
@@ -267,6 +347,7 @@ impl Archive {
             retention: spec.retention,
             created_at: OffsetDateTime::now_utc().unix_timestamp(),
         };
+        crate::store::check_region(&*self.store, &spec.id, &tenant.region)?;
         let key = SecretKey::generate()?;
         let wrapped_key = self.keys.wrap_tenant_key(&spec.id, &key)?;
         let mut sid = [0u8; 16];
@@ -276,11 +357,23 @@ impl Archive {
             storage_id: crypto::hex(&sid),
             wrapped_key,
         };
+        let keys = TenantKeys::derive(&key);
+        drop(key);
         let mut txn = self.catalog.write()?;
         if txn.tenant(spec.id.as_str())?.is_some() {
             return Err(TenantError::Exists(spec.id.to_string()).into());
         }
         txn.put_tenant(&record)?;
+        crate::audit::append_entry(
+            &mut txn,
+            &tenant.id,
+            &keys.audit,
+            AuditActor::system(Frontend::Library),
+            AuditAction::TenantCreate,
+            format!("tenant {} created in region {}", tenant.id, tenant.region),
+            &[],
+            Outcome::Success,
+        )?;
         txn.commit()?;
         if let Ok(mut cache) = self.tenant_cache.write() {
             *cache = None;
@@ -340,7 +433,7 @@ impl Archive {
         self.catalog.read()?.stats(id.as_str())
     }
 
-    fn state(&self, id: &TenantId) -> Result<Arc<TenantState>> {
+    pub(crate) fn state(&self, id: &TenantId) -> Result<Arc<TenantState>> {
         if let Some(s) = self.read_tenants()?.get(id) {
             return Ok(s.clone());
         }
@@ -357,12 +450,7 @@ impl Archive {
             .tenant(id.as_str())?
             .ok_or_else(|| TenantError::Unknown(id.to_string()))?;
         let tk = self.keys.unwrap_tenant_key(id, &record.wrapped_key)?;
-        let keys = TenantKeys {
-            catalog: tk.derive("catalog"),
-            dedup: tk.derive("dedup"),
-            message_keys: tk.derive("message-keys"),
-            spool: tk.derive("spool"),
-        };
+        let keys = TenantKeys::derive(&tk);
         let (index, _replaced) = TenantIndex::open(
             &self.dir.join("index").join(&record.storage_id),
             &tk.derive("index"),
@@ -420,12 +508,34 @@ impl Archive {
     /// Archives a batch of messages of one tenant with one durable catalog
     /// commit. The outer error means nothing of the batch was committed; the
     /// inner results say, per message in order, whether it was refused.
+    ///
+    /// This is the trusted path of a process that owns the data directory
+    /// (the SMTP node, `ama import`): the audit entry names the frontend of
+    /// the first envelope's source and no user. Requests on behalf of a
+    /// principal use [`Archive::ingest_as`].
     pub fn ingest_batch<B: AsRef<[u8]> + Sync>(
         &self,
         tenant: &TenantId,
         items: &[(B, Envelope)],
     ) -> Result<Vec<Result<Receipt, IngestError>>> {
+        let frontend = match items.first().map(|(_, e)| e.source) {
+            Some(crate::message::Source::Smtp) => Frontend::Smtp,
+            Some(crate::message::Source::Http) => Frontend::Http,
+            Some(crate::message::Source::Python) => Frontend::Python,
+            _ => Frontend::Library,
+        };
+        self.ingest_batch_by(AuditActor::system(frontend), tenant, items)
+    }
+
+    /// [`Archive::ingest_batch`] recorded as done by `actor`.
+    pub(crate) fn ingest_batch_by<B: AsRef<[u8]> + Sync>(
+        &self,
+        actor: AuditActor,
+        tenant: &TenantId,
+        items: &[(B, Envelope)],
+    ) -> Result<Vec<Result<Receipt, IngestError>>> {
         let state = self.state(tenant)?;
+        crate::store::check_region(&*self.store, tenant, &state.record.tenant.region)?;
         if items.is_empty() {
             return Ok(Vec::new());
         }
@@ -499,6 +609,9 @@ impl Archive {
         drop(blobs);
 
         // 4: the catalog commit.
+        let policy = self.policy_of(&state)?;
+        let domains = state.record.tenant.domains.clone();
+        let mut logged: Vec<(MessageId, [u8; 32])> = Vec::new();
         let mut txn = self.catalog.write()?;
         let mut receipts = Vec::with_capacity(items.len());
         let mut to_index: HashMap<MessageId, (MessageInfo, usize)> = HashMap::new();
@@ -529,11 +642,16 @@ impl Archive {
                         ..rec
                     };
                     txn.put_message(t, id, &rec)?;
+                    let merged = info(id, sealed);
+                    let until = policy.retain_until(&merged, &domains);
+                    if txn.retention(t, id)?.is_none_or(|cur| until > cur) {
+                        txn.put_retention(t, id, until)?;
+                    }
                     delta.duplicates += 1;
                     if let Some(orphan) = new_ids.get(&p.dedup).filter(|n| **n != id) {
                         orphans.push(*orphan); // lost a race with another ingest
                     }
-                    to_index.insert(id, (info(id, sealed), i));
+                    to_index.insert(id, (merged, i));
                     Receipt {
                         id,
                         sha256: p.sha256,
@@ -571,10 +689,13 @@ impl Archive {
                     };
                     txn.put_message(t, id, &rec)?;
                     txn.put_dedup(t, &p.dedup, id)?;
+                    let fresh = info(id, sealed);
+                    txn.put_retention(t, id, policy.retain_until(&fresh, &domains))?;
+                    logged.push((id, p.sha256));
                     delta.messages += 1;
                     delta.raw_bytes += p.size;
                     delta.stored_bytes += stored_size;
-                    to_index.insert(id, (info(id, sealed), i));
+                    to_index.insert(id, (fresh, i));
                     Receipt {
                         id,
                         sha256: p.sha256,
@@ -585,6 +706,29 @@ impl Archive {
             receipts.push(Ok(receipt));
         }
         txn.add_stats(t, delta)?;
+        crate::retention::log_ingest(&mut txn, &state, &logged)?;
+        let ids: Vec<MessageId> = receipts
+            .iter()
+            .filter_map(|r| r.as_ref().ok().map(|r| r.id))
+            .collect();
+        let refused = receipts.len() - ids.len();
+        self.append_audit(
+            &mut txn,
+            &state,
+            actor,
+            AuditAction::Ingest,
+            format!(
+                "{} accepted ({} duplicates), {refused} refused",
+                ids.len(),
+                delta.duplicates
+            ),
+            &ids,
+            if ids.is_empty() && refused > 0 {
+                Outcome::Failed(format!("all {refused} refused"))
+            } else {
+                Outcome::Success
+            },
+        )?;
         txn.commit()?;
 
         for id in orphans {
@@ -649,10 +793,27 @@ impl Archive {
         query: &str,
         opts: &SearchOptions,
     ) -> Result<SearchResults> {
+        self.audited_read(
+            who,
+            AuditAction::Search,
+            format!("query {query:?}, offset {}", opts.offset),
+            |state| self.search_in(state, who, query, opts),
+            |r| r.hits.iter().map(|h| h.id).collect(),
+        )
+    }
+
+    /// [`Archive::search`] without its audit entry, for engine calls that
+    /// record one entry for a whole operation (export).
+    pub(crate) fn search_in(
+        &self,
+        state: &TenantState,
+        who: &Principal,
+        query: &str,
+        opts: &SearchOptions,
+    ) -> Result<SearchResults> {
         let q = crate::query::parse(query)?;
         let scope = who.mail_scope()?;
-        let state = self.state(who.tenant())?;
-        self.flush_index(&state)?;
+        self.flush_index(state)?;
         let limit = opts.limit.clamp(1, MAX_PAGE);
         if opts.offset > MAX_OFFSET {
             return Err(Error::InvalidArgument(format!(
@@ -669,7 +830,7 @@ impl Archive {
             let Some(rec) = rtxn.message(who.tenant().as_str(), id)? else {
                 continue; // deleted since the index saw it
             };
-            let sealed = self.unseal(&state, id, &rec)?;
+            let sealed = self.unseal(state, id, &rec)?;
             hits.push(who.admit(info(id, sealed))?);
         }
         Ok(SearchResults { total, hits })
@@ -687,9 +848,24 @@ impl Archive {
 
     /// Metadata and deliveries of a message the principal may see.
     pub fn get(&self, who: &Principal, id: MessageId) -> Result<MessageInfo> {
+        self.audited_read(
+            who,
+            AuditAction::View,
+            String::new(),
+            |state| self.get_in(state, who, id),
+            |_| vec![id],
+        )
+    }
+
+    /// [`Archive::get`] without its audit entry (see [`Archive::search_in`]).
+    pub(crate) fn get_in(
+        &self,
+        state: &TenantState,
+        who: &Principal,
+        id: MessageId,
+    ) -> Result<MessageInfo> {
         who.mail_scope()?;
-        let state = self.state(who.tenant())?;
-        let (_, sealed) = self.load(&state, id)?;
+        let (_, sealed) = self.load(state, id)?;
         who.admit(info(id, sealed))
     }
 
@@ -697,11 +873,27 @@ impl Archive {
     /// see the message and that the blob is authentic (AES-GCM tag and the
     /// SHA-256 recorded at ingest).
     pub fn get_raw(&self, who: &Principal, id: MessageId) -> Result<Vec<u8>> {
+        self.audited_read(
+            who,
+            AuditAction::Download,
+            "raw message".into(),
+            |state| self.get_raw_in(state, who, id),
+            |_| vec![id],
+        )
+    }
+
+    /// [`Archive::get_raw`] without its audit entry, for engine calls that
+    /// record one entry for many messages (export).
+    pub(crate) fn get_raw_in(
+        &self,
+        state: &TenantState,
+        who: &Principal,
+        id: MessageId,
+    ) -> Result<Vec<u8>> {
         who.mail_scope()?;
-        let state = self.state(who.tenant())?;
-        let (rec, sealed) = self.load(&state, id)?;
+        let (rec, sealed) = self.load(state, id)?;
         let admitted = who.admit(info(id, sealed))?;
-        self.read_blob(&state, id, &rec, &admitted.sha256, admitted.meta.size)
+        self.read_blob(state, id, &rec, &admitted.sha256, admitted.meta.size)
     }
 
     fn read_blob(
@@ -719,19 +911,20 @@ impl Archive {
             &rec.wrapped_key,
             &format!("data key of message {id}"),
         )?;
-        let blob = self
-            .store
-            .get(&BlobKey::message(&state.record.storage_id, id))?;
-        let raw = open_blob(&data_key, &aad("blob", tenant, id), &blob, size, id)?;
-        if crypto::sha256(&raw) != *sha256 {
-            return Err(CryptoError::Authentication {
-                what: format!(
-                    "blob of message {id} (SHA-256 differs from the one recorded at ingest)"
-                ),
+        // A store with several copies skips one that fails this check.
+        let key = BlobKey::message(&state.record.storage_id, id);
+        crate::store::get_authentic(&*self.store, &key, |blob| -> Result<Vec<u8>> {
+            let raw = open_blob(&data_key, &aad("blob", tenant, id), blob, size, id)?;
+            if crypto::sha256(&raw) != *sha256 {
+                return Err(CryptoError::Authentication {
+                    what: format!(
+                        "blob of message {id} (SHA-256 differs from the one recorded at ingest)"
+                    ),
+                }
+                .into());
             }
-            .into());
-        }
-        Ok(raw)
+            Ok(raw)
+        })
     }
 
     // ----- spool -------------------------------------------------------------
@@ -767,6 +960,15 @@ impl Archive {
         let state = self.state(tenant)?;
         let mut txn = self.catalog.write()?;
         let n = txn.mark_all_pending(tenant.as_str())?;
+        self.append_audit(
+            &mut txn,
+            &state,
+            AuditActor::system(Frontend::Library),
+            AuditAction::Reindex,
+            format!("{n} messages"),
+            &[],
+            Outcome::Success,
+        )?;
         txn.commit()?;
         state.index.clear()?;
         self.index_pending(&state)?;

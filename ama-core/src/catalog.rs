@@ -13,6 +13,18 @@
 //! | `dedup` | (tenant, keyed hash of raw bytes) | message id |
 //! | `pending_index` | (tenant, message id) | (): committed but not yet in the index |
 //! | `stats` | tenant id | [`TenantStats`] |
+//! | `audit` | (tenant, sequence number) | sealed audit entry ([`crate::audit`]) |
+//! | `audit_head` | tenant id | sealed head of the audit chain (next number, last hash) |
+//! | `users` | (tenant, keyed hash of the user id) | sealed user record ([`crate::identity`]) |
+//! | `credentials` | (tenant, SHA-256 of a session token or API key) | sealed credential record |
+//! | `directory` | tenant id | sealed directory (LDAP) configuration |
+//! | `policy`, `holds` | tenant id | sealed retention policy, sealed legal holds ([`crate::retention`]) |
+//! | `retention` | (tenant, message id) | retain-until (Unix seconds) |
+//! | `tombstones` | (tenant, message id) | sealed tombstone of a deleted message |
+//! | `purge_pending` | (tenant, message id) | (): deleted, blob and index entry not yet purged |
+//! | `ingest_log` | (tenant, sequence number) | sealed, hash-chained (message id, SHA-256) |
+//! | `ingest_head` | tenant id | sealed head of the ingest log |
+//! | `deletion_requests` | tenant id | sealed deletion requests awaiting a second auditor |
 //!
 //! Keys never hold personal data: tenant ids are operator-chosen names,
 //! message ids are opaque, dedup keys are HMACs under a per-tenant key.
@@ -39,6 +51,68 @@ const MESSAGES: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("mes
 const DEDUP: TableDefinition<(&str, &[u8]), u128> = TableDefinition::new("dedup");
 const PENDING_INDEX: TableDefinition<(&str, u128), ()> = TableDefinition::new("pending_index");
 const STATS: TableDefinition<&str, &[u8]> = TableDefinition::new("stats");
+const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit");
+/// Tables whose values are opaque sealed bytes, keyed by tenant (and a hash).
+const AUDIT_HEAD: TableDefinition<&str, &[u8]> = TableDefinition::new("audit_head");
+const DIRECTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("directory");
+const USERS: TableDefinition<(&str, &[u8]), &[u8]> = TableDefinition::new("users");
+const CREDENTIALS: TableDefinition<(&str, &[u8]), &[u8]> = TableDefinition::new("credentials");
+const POLICY: TableDefinition<&str, &[u8]> = TableDefinition::new("policy");
+const HOLDS: TableDefinition<&str, &[u8]> = TableDefinition::new("holds");
+const INGEST_HEAD: TableDefinition<&str, &[u8]> = TableDefinition::new("ingest_head");
+const DELETION_REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("deletion_requests");
+const RETENTION: TableDefinition<(&str, u128), i64> = TableDefinition::new("retention");
+const TOMBSTONES: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("tombstones");
+const PURGE_PENDING: TableDefinition<(&str, u128), ()> = TableDefinition::new("purge_pending");
+const INGEST_LOG: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("ingest_log");
+
+/// A per-tenant table of sealed values keyed by a hash (users, credentials).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashedTable {
+    /// Users, keyed by the keyed hash of the user id.
+    Users,
+    /// Session tokens and API keys, keyed by the SHA-256 of the token.
+    Credentials,
+}
+
+impl HashedTable {
+    fn def(self) -> TableDefinition<'static, (&'static str, &'static [u8]), &'static [u8]> {
+        match self {
+            HashedTable::Users => USERS,
+            HashedTable::Credentials => CREDENTIALS,
+        }
+    }
+}
+
+/// A per-tenant single-value table of sealed bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantTable {
+    /// The head of the tenant's audit chain.
+    AuditHead,
+    /// The tenant's directory (LDAP) configuration.
+    Directory,
+    /// The tenant's retention policy.
+    Policy,
+    /// The tenant's legal holds.
+    Holds,
+    /// The head of the tenant's ingest log.
+    IngestHead,
+    /// Deletion requests waiting for approval.
+    DeletionRequests,
+}
+
+impl TenantTable {
+    fn def(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
+        match self {
+            TenantTable::AuditHead => AUDIT_HEAD,
+            TenantTable::Directory => DIRECTORY,
+            TenantTable::Policy => POLICY,
+            TenantTable::Holds => HOLDS,
+            TenantTable::IngestHead => INGEST_HEAD,
+            TenantTable::DeletionRequests => DELETION_REQUESTS,
+        }
+    }
+}
 
 /// A tenant as stored: its settings plus what only the engine needs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -153,6 +227,19 @@ impl Catalog {
             txn.open_table(DEDUP)?;
             txn.open_table(PENDING_INDEX)?;
             txn.open_table(STATS)?;
+            txn.open_table(AUDIT)?;
+            txn.open_table(AUDIT_HEAD)?;
+            txn.open_table(DIRECTORY)?;
+            txn.open_table(USERS)?;
+            txn.open_table(CREDENTIALS)?;
+            txn.open_table(POLICY)?;
+            txn.open_table(HOLDS)?;
+            txn.open_table(INGEST_HEAD)?;
+            txn.open_table(DELETION_REQUESTS)?;
+            txn.open_table(RETENTION)?;
+            txn.open_table(TOMBSTONES)?;
+            txn.open_table(PURGE_PENDING)?;
+            txn.open_table(INGEST_LOG)?;
         }
         txn.commit()?;
         Ok(Catalog { db })
@@ -249,6 +336,116 @@ impl ReadTxn {
             .transpose()?
             .unwrap_or_default())
     }
+
+    /// A sealed value of a per-tenant hashed table.
+    pub fn hashed(&self, table: HashedTable, tenant: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let t = self.txn.open_table(table.def())?;
+        Ok(t.get((tenant, key))?.map(|v| v.value().to_vec()))
+    }
+
+    /// Every (key, sealed value) of a tenant in a hashed table.
+    pub fn hashed_all(&self, table: HashedTable, tenant: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let t = self.txn.open_table(table.def())?;
+        hashed_range(&t, tenant)
+    }
+
+    /// A tenant's single sealed value.
+    pub fn tenant_value(&self, table: TenantTable, tenant: &str) -> Result<Option<Vec<u8>>> {
+        let t = self.txn.open_table(table.def())?;
+        Ok(t.get(tenant)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Sealed audit entries of a tenant from sequence number `from`, in order,
+    /// at most `limit`.
+    pub fn audit(&self, tenant: &str, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+        let t = self.txn.open_table(AUDIT)?;
+        let mut out = Vec::new();
+        for e in t.range((tenant, from)..=(tenant, u64::MAX))? {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = e?;
+            out.push((k.value().1, v.value().to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+impl ReadTxn {
+    /// Every (message, retain-until) of a tenant.
+    pub fn retention_all(&self, tenant: &str) -> Result<Vec<(MessageId, i64)>> {
+        let t = self.txn.open_table(RETENTION)?;
+        let mut out = Vec::new();
+        for e in t.range((tenant, 0u128)..=(tenant, u128::MAX))? {
+            let (k, v) = e?;
+            out.push((MessageId::from_u128(k.value().1), v.value()));
+        }
+        Ok(out)
+    }
+
+    /// A message's retain-until.
+    pub fn retention(&self, tenant: &str, id: MessageId) -> Result<Option<i64>> {
+        let t = self.txn.open_table(RETENTION)?;
+        Ok(t.get((tenant, id.as_u128()))?.map(|v| v.value()))
+    }
+
+    /// A sealed tombstone.
+    pub fn tombstone(&self, tenant: &str, id: MessageId) -> Result<Option<Vec<u8>>> {
+        let t = self.txn.open_table(TOMBSTONES)?;
+        Ok(t.get((tenant, id.as_u128()))?.map(|v| v.value().to_vec()))
+    }
+
+    /// Every sealed tombstone of a tenant.
+    pub fn tombstones(&self, tenant: &str) -> Result<Vec<(MessageId, Vec<u8>)>> {
+        let t = self.txn.open_table(TOMBSTONES)?;
+        let mut out = Vec::new();
+        for e in t.range((tenant, 0u128)..=(tenant, u128::MAX))? {
+            let (k, v) = e?;
+            out.push((MessageId::from_u128(k.value().1), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Messages deleted whose blob and index entry are not purged yet.
+    pub fn purge_pending(&self, tenant: &str) -> Result<Vec<MessageId>> {
+        let t = self.txn.open_table(PURGE_PENDING)?;
+        let mut out = Vec::new();
+        for e in t.range((tenant, 0u128)..=(tenant, u128::MAX))? {
+            out.push(MessageId::from_u128(e?.0.value().1));
+        }
+        Ok(out)
+    }
+
+    /// Sealed ingest-log entries of a tenant from `from`, at most `limit`.
+    pub fn ingest_log(&self, tenant: &str, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+        let t = self.txn.open_table(INGEST_LOG)?;
+        let mut out = Vec::new();
+        for e in t.range((tenant, from)..=(tenant, u64::MAX))? {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = e?;
+            out.push((k.value().1, v.value().to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+fn hashed_range(
+    t: &impl ReadableTable<(&'static str, &'static [u8]), &'static [u8]>,
+    tenant: &str,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let lo: (&str, &[u8]) = (tenant, &[]);
+    for e in t.range(lo..)? {
+        let (k, v) = e?;
+        let (kt, kh) = k.value();
+        if kt != tenant {
+            break;
+        }
+        out.push((kh.to_vec(), v.value().to_vec()));
+    }
+    Ok(out)
 }
 
 /// The write transaction.
@@ -343,6 +540,159 @@ impl WriteTxn {
             duplicates: cur.duplicates + delta.duplicates,
         };
         t.insert(tenant, encode(&new)?.as_slice())?;
+        Ok(())
+    }
+
+    /// A sealed value of a per-tenant hashed table.
+    pub fn hashed(&self, table: HashedTable, tenant: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let t = self.txn.open_table(table.def())?;
+        let v = t.get((tenant, key))?;
+        Ok(v.map(|v| v.value().to_vec()))
+    }
+
+    /// Every (key, sealed value) of a tenant in a hashed table.
+    pub fn hashed_all(&self, table: HashedTable, tenant: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let t = self.txn.open_table(table.def())?;
+        hashed_range(&t, tenant)
+    }
+
+    /// Inserts or replaces a sealed value in a hashed table.
+    pub fn put_hashed(
+        &mut self,
+        table: HashedTable,
+        tenant: &str,
+        key: &[u8],
+        sealed: &[u8],
+    ) -> Result<()> {
+        let mut t = self.txn.open_table(table.def())?;
+        t.insert((tenant, key), sealed)?;
+        Ok(())
+    }
+
+    /// Removes a value from a hashed table (no error if absent).
+    pub fn remove_hashed(&mut self, table: HashedTable, tenant: &str, key: &[u8]) -> Result<()> {
+        let mut t = self.txn.open_table(table.def())?;
+        t.remove((tenant, key))?;
+        Ok(())
+    }
+
+    /// A tenant's single sealed value.
+    pub fn tenant_value(&self, table: TenantTable, tenant: &str) -> Result<Option<Vec<u8>>> {
+        let t = self.txn.open_table(table.def())?;
+        let v = t.get(tenant)?;
+        Ok(v.map(|v| v.value().to_vec()))
+    }
+
+    /// Sets a tenant's single sealed value.
+    pub fn put_tenant_value(
+        &mut self,
+        table: TenantTable,
+        tenant: &str,
+        sealed: &[u8],
+    ) -> Result<()> {
+        let mut t = self.txn.open_table(table.def())?;
+        t.insert(tenant, sealed)?;
+        Ok(())
+    }
+
+    /// Sets a message's retain-until.
+    pub fn put_retention(&mut self, tenant: &str, id: MessageId, until: i64) -> Result<()> {
+        let mut t = self.txn.open_table(RETENTION)?;
+        t.insert((tenant, id.as_u128()), until)?;
+        Ok(())
+    }
+
+    /// A message's retain-until.
+    pub fn retention(&self, tenant: &str, id: MessageId) -> Result<Option<i64>> {
+        let t = self.txn.open_table(RETENTION)?;
+        let v = t.get((tenant, id.as_u128()))?;
+        Ok(v.map(|v| v.value()))
+    }
+
+    /// Appends a sealed ingest-log entry.
+    pub fn put_ingest_log(&mut self, tenant: &str, seq: u64, sealed: &[u8]) -> Result<()> {
+        let mut t = self.txn.open_table(INGEST_LOG)?;
+        t.insert((tenant, seq), sealed)?;
+        Ok(())
+    }
+
+    /// Deletes a message logically: removes its record (and with it the
+    /// wrapped data key), retain-until, dedup entry and pending-index mark,
+    /// writes its tombstone and marks its blob and index entry for purging.
+    pub fn delete_message(
+        &mut self,
+        tenant: &str,
+        id: MessageId,
+        dedup: Option<&[u8; 32]>,
+        tombstone: &[u8],
+    ) -> Result<()> {
+        let k = (tenant, id.as_u128());
+        self.txn.open_table(MESSAGES)?.remove(k)?;
+        self.txn.open_table(RETENTION)?.remove(k)?;
+        self.txn.open_table(PENDING_INDEX)?.remove(k)?;
+        if let Some(h) = dedup {
+            self.txn.open_table(DEDUP)?.remove((tenant, h.as_slice()))?;
+        } else {
+            // No hash at hand (the blob was unreadable): find the entry.
+            let mut t = self.txn.open_table(DEDUP)?;
+            let mut found = None;
+            let lo: (&str, &[u8]) = (tenant, &[]);
+            for e in t.range(lo..)? {
+                let (key, v) = e?;
+                if key.value().0 != tenant {
+                    break;
+                }
+                if v.value() == id.as_u128() {
+                    found = Some(key.value().1.to_vec());
+                    break;
+                }
+            }
+            if let Some(h) = found {
+                t.remove((tenant, h.as_slice()))?;
+            }
+        }
+        self.txn.open_table(TOMBSTONES)?.insert(k, tombstone)?;
+        self.txn.open_table(PURGE_PENDING)?.insert(k, ())?;
+        Ok(())
+    }
+
+    /// Clears purge marks once blobs and index entries are gone.
+    pub fn clear_purge(&mut self, tenant: &str, ids: &[MessageId]) -> Result<()> {
+        let mut t = self.txn.open_table(PURGE_PENDING)?;
+        for id in ids {
+            t.remove((tenant, id.as_u128()))?;
+        }
+        Ok(())
+    }
+
+    /// Subtracts from a tenant's counters (after deletions).
+    pub fn sub_stats(&mut self, tenant: &str, delta: TenantStats) -> Result<()> {
+        let mut t = self.txn.open_table(STATS)?;
+        let cur: TenantStats = match t.get(tenant)? {
+            Some(v) => decode(v.value(), &format!("stats {tenant}"))?,
+            None => TenantStats::default(),
+        };
+        let new = TenantStats {
+            messages: cur.messages.saturating_sub(delta.messages),
+            raw_bytes: cur.raw_bytes.saturating_sub(delta.raw_bytes),
+            stored_bytes: cur.stored_bytes.saturating_sub(delta.stored_bytes),
+            duplicates: cur.duplicates,
+        };
+        t.insert(tenant, encode(&new)?.as_slice())?;
+        Ok(())
+    }
+
+    /// Removes a tenant's single sealed value (no error if absent).
+    pub fn remove_tenant_value(&mut self, table: TenantTable, tenant: &str) -> Result<()> {
+        let mut t = self.txn.open_table(table.def())?;
+        t.remove(tenant)?;
+        Ok(())
+    }
+
+    /// Appends a sealed audit entry (the caller keeps the chain head).
+    pub fn put_audit(&mut self, tenant: &str, seq: u64, sealed: &[u8]) -> Result<()> {
+        let mut t = self.txn.open_table(AUDIT)?;
+        t.insert((tenant, seq), sealed)?;
         Ok(())
     }
 

@@ -34,12 +34,29 @@ pub enum Error {
     /// A tenant id, name or setting is invalid, unknown or already taken.
     #[error(transparent)]
     Tenant(#[from] TenantError),
+    /// An export or restore could not be completed.
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportError),
     /// An argument is out of range (a page offset, a limit).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     /// The principal may not do this.
     #[error("access denied: {0}")]
     AccessDenied(String),
+    /// A login or token was refused. The message is the same whatever was
+    /// wrong (unknown user, wrong password, expired token), so it tells an
+    /// attacker nothing.
+    #[error("not authenticated: {0}")]
+    Unauthenticated(String),
+    /// Too many failed logins: try again after the delay.
+    #[error("too many failed logins; try again in {retry_after_secs} s")]
+    LockedOut {
+        /// Seconds until the next attempt is considered.
+        retry_after_secs: u64,
+    },
+    /// A user, password or directory setting was refused.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
     /// No such message (or not visible to this principal: the two are not told apart).
     #[error("message {0} not found")]
     NotFound(MessageId),
@@ -167,6 +184,66 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+    /// The store refused the credentials (wrong access key or secret) or
+    /// the permission for this operation.
+    #[error("blob store {store} refused access: {reason}")]
+    Denied {
+        /// The store (`describe()`).
+        store: String,
+        /// What it said, and what to check.
+        reason: String,
+    },
+    /// The store could not be reached or failed the request (after retries).
+    #[error("blob store {store} failed on {key}: {reason}")]
+    Backend {
+        /// The store (`describe()`).
+        store: String,
+        /// The blob key or operation.
+        key: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A replicated write reached fewer copies than its write quorum; the
+    /// write is not acknowledged.
+    #[error(
+        "write quorum not reached: {acknowledged} of the {needed} required copies written; failed: {}",
+        .failed.join("; ")
+    )]
+    Quorum {
+        /// Copies required.
+        needed: usize,
+        /// Copies written.
+        acknowledged: usize,
+        /// Each failed store with its error.
+        failed: Vec<String>,
+    },
+    /// No copy of a replicated blob could be read (and not every store said
+    /// it was absent).
+    #[error("no copy of blob {key} could be read: {}", .failed.join("; "))]
+    Unavailable {
+        /// The blob key.
+        key: String,
+        /// Each store with its error.
+        failed: Vec<String>,
+    },
+    /// A store configuration is invalid.
+    #[error("blob store configuration: {0}")]
+    Config(String),
+    /// A tenant's data would go to a store of another region: refused before
+    /// anything was written.
+    #[error(
+        "region violation: tenant {tenant:?} is pinned to region {tenant_region}, but blob store {store} is in region {store_region}; nothing was written"
+    )]
+    WrongRegion {
+        /// The tenant.
+        tenant: String,
+        /// The tenant's region.
+        tenant_region: String,
+        /// The store.
+        store: String,
+        /// The store's region.
+        store_region: String,
+    },
 }
 
 /// Catalog failures.
@@ -279,4 +356,37 @@ pub enum TenantError {
     /// A setting is out of range.
     #[error("invalid setting: {0}")]
     InvalidSetting(String),
+}
+
+/// Users, passwords, API keys and directory settings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityError {
+    /// The password does not meet the policy; the message says why.
+    #[error("password refused: {0}")]
+    WeakPassword(String),
+    /// A user id of the wrong form.
+    #[error("invalid user id {0:?}: use 1-100 letters, digits and ._@+-")]
+    InvalidUserId(String),
+    /// An address that is not `local@domain`.
+    #[error("invalid address {0:?}")]
+    InvalidAddress(String),
+    /// The user id is taken.
+    #[error("user {0} already exists")]
+    UserExists(String),
+    /// No such user.
+    #[error("no user {0}")]
+    UnknownUser(String),
+    /// A user must hold at least one role.
+    #[error("user {0} must hold at least one role")]
+    NoRoles(String),
+    /// No such API key.
+    #[error("no API key {0}")]
+    UnknownApiKey(String),
+    /// The password hash could not be computed (bad parameters).
+    #[error("password hashing failed: {0}")]
+    PasswordHash(String),
+    /// The tenant's directory is misconfigured or unreachable.
+    #[error("directory: {0}")]
+    Directory(String),
 }

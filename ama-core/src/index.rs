@@ -255,6 +255,19 @@ impl TenantIndex {
         })
     }
 
+    /// Removes the documents of deleted messages and commits at once, so
+    /// they stop counting in search totals.
+    pub fn delete(&self, ids: &[MessageId]) -> Result<Vec<MessageId>> {
+        self.with_writer(|st| {
+            if let Some(w) = st.writer.as_mut() {
+                for id in ids {
+                    w.delete_term(Term::from_field_text(self.f.id, &id.to_string()));
+                }
+            }
+            self.commit(st)
+        })
+    }
+
     /// Removes every document (before a rebuild).
     pub fn clear(&self) -> Result<()> {
         self.with_writer(|st| {

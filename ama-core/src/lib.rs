@@ -42,27 +42,42 @@
 
 pub mod access;
 pub mod archive;
+pub mod audit;
 pub mod catalog;
 pub mod crypt_dir;
 pub mod crypto;
 pub mod error;
+pub mod export;
 mod fsutil;
+pub mod identity;
 pub mod import;
 pub mod index;
 pub mod keys;
 pub mod mailbox;
 pub mod message;
 pub mod parse;
+pub mod proof;
 pub mod query;
+pub mod retention;
 pub mod store;
 pub mod tenant;
+pub mod view;
 
 pub use access::{Principal, Role};
 pub use archive::{Archive, ArchiveOptions, SearchOptions, SearchResults};
+pub use audit::{
+    AccessContext, AuditAction, AuditActor, AuditEntry, AuditFilter, AuditProblem, AuditReport,
+    Frontend, Outcome,
+};
 pub use catalog::TenantStats;
 pub use error::{
-    CatalogError, CryptoError, Error, IndexError, IngestError, KeyError, Result, StoreError,
-    TenantError,
+    CatalogError, CryptoError, Error, IdentityError, IndexError, IngestError, KeyError, Result,
+    StoreError, TenantError,
+};
+pub use export::{ExportAction, ExportError, ExportFormat, ExportSink, ExportSummary, Selection};
+pub use identity::{
+    ApiKey, Authenticator, DirectoryBind, DirectoryConfig, DirectoryError, DirectoryIdentity,
+    IdentityOptions, Session, User, UserSource, UserSpec,
 };
 pub use index::Sort;
 pub use keys::{KdfParams, KeyService, LocalKeyStore, Unlock};
@@ -70,6 +85,11 @@ pub use message::{
     Anomaly, AttachmentInfo, Delivery, Envelope, Mailbox, MessageId, MessageInfo, MessageMeta,
     Receipt, Source,
 };
+pub use proof::InclusionProof;
 pub use query::QueryError;
+pub use retention::{
+    CountFrom, DeletionOutcome, DeletionRequest, Direction, Hold, HoldScope, RetentionPolicy,
+    RetentionRule, RuleMatch, SweepReport, Tombstone, VerifyReport,
+};
 pub use store::{BlobKey, BlobStore, LocalStore, MemoryStore};
 pub use tenant::{Region, Retention, Tenant, TenantId, TenantSpec};

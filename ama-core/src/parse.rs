@@ -63,7 +63,7 @@ pub fn check(raw: &[u8], limit: u64) -> Result<(), IngestError> {
 /// lines), and whether blank lines were skipped. `None` when the first line
 /// there is not a header field: text without a header is still archived
 /// (flagged [`Anomaly::NoHeaders`]); binary data is refused by [`check`].
-fn header_start(raw: &[u8]) -> Option<(usize, bool)> {
+pub(crate) fn header_start(raw: &[u8]) -> Option<(usize, bool)> {
     let mut pos = 0;
     if raw.starts_with(b"From ") {
         pos = next_line(raw, 0);

@@ -1,76 +1,14 @@
-//! The `BlobStore` contract, run against every backend. A new backend
-//! (S3, replicated, backup) adds one line at the bottom.
+//! The `BlobStore` contract (`ama_core::store::conformance`), run against
+//! the stores of this crate. Other store crates (S3) call the same suite.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
-use ama_core::store::{BlobKey, BlobStore, LocalStore, MemoryStore};
-use ama_core::{MessageId, StoreError};
+use std::sync::Arc;
 
-fn key(s: &str) -> BlobKey {
-    BlobKey::parse(s).unwrap()
-}
-
-fn conformance(store: &dyn BlobStore) {
-    // put/get round trip, including empty and binary blobs
-    let k1 = key("t/abc/00/one");
-    store.put(&k1, b"hello").unwrap();
-    assert_eq!(store.get(&k1).unwrap(), b"hello");
-    let k0 = key("t/abc/00/empty");
-    store.put(&k0, b"").unwrap();
-    assert_eq!(store.get(&k0).unwrap(), b"");
-    let bin: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
-    let kb = key("t/abc/01/bin");
-    store.put(&kb, &bin).unwrap();
-    assert_eq!(store.get(&kb).unwrap(), bin);
-    // overwrite replaces
-    store.put(&k1, b"again").unwrap();
-    assert_eq!(store.get(&k1).unwrap(), b"again");
-    // missing key
-    assert!(matches!(
-        store.get(&key("t/abc/00/missing")),
-        Err(StoreError::NotFound { .. })
-    ));
-    // put_many
-    let many: Vec<(BlobKey, Vec<u8>)> = (0..50)
-        .map(|i| (key(&format!("t/def/{:02}/m{i}", i % 7)), vec![i as u8; i]))
-        .collect();
-    store.put_many(&many).unwrap();
-    for (k, v) in &many {
-        assert_eq!(&store.get(k).unwrap(), v);
-    }
-    // list by prefix, sorted, complete, nothing else
-    let listed = store.list("t/def/").unwrap();
-    let mut want: Vec<BlobKey> = many.iter().map(|(k, _)| k.clone()).collect();
-    want.sort();
-    assert_eq!(listed, want);
-    assert_eq!(
-        store.list("t/abc/00/").unwrap(),
-        vec![k0.clone(), k1.clone()]
-    );
-    assert_eq!(store.list("t/zzz/").unwrap(), vec![]);
-    assert_eq!(store.list("t/abc/00/o").unwrap(), vec![k1.clone()]);
-    // delete is idempotent
-    store.delete(&k1).unwrap();
-    store.delete(&k1).unwrap();
-    assert!(matches!(store.get(&k1), Err(StoreError::NotFound { .. })));
-    // message keys are valid keys
-    let mk = BlobKey::message("0123abcd", MessageId::generate().unwrap());
-    store.put(&mk, b"x").unwrap();
-    assert_eq!(store.get(&mk).unwrap(), b"x");
-    // concurrent use
-    std::thread::scope(|s| {
-        for n in 0..4 {
-            s.spawn(move || {
-                for i in 0..20 {
-                    let k = key(&format!("t/con/{n}/{i}"));
-                    store.put(&k, format!("{n}-{i}").as_bytes()).unwrap();
-                    assert_eq!(store.get(&k).unwrap(), format!("{n}-{i}").as_bytes());
-                }
-            });
-        }
-    });
-    assert_eq!(store.list("t/con/").unwrap().len(), 80);
-}
+use ama_core::store::{
+    BlobKey, BlobStore, BlobVerifier, LocalStore, MemoryStore, Replica, ReplicatedStore,
+    ReplicationOptions, conformance,
+};
 
 #[test]
 fn keys_are_validated() {
@@ -83,21 +21,98 @@ fn keys_are_validated() {
 
 #[test]
 fn memory_store_conforms() {
-    conformance(&MemoryStore::new());
+    let s = MemoryStore::new();
+    conformance::run(&s);
+    // Twice against the same store: the suite keeps to its own namespace.
+    conformance::run(&s);
 }
 
 #[test]
 fn local_store_conforms() {
     let d = tempfile::tempdir().unwrap();
-    conformance(&LocalStore::open(d.path()).unwrap());
+    conformance::run(&LocalStore::open(d.path()).unwrap());
     // A crash leftover is never listed and is cleaned up on open.
-    std::fs::write(d.path().join("t/abc/00/stray.tmp"), b"half").unwrap();
     let s = LocalStore::open(d.path()).unwrap();
-    assert!(!d.path().join("t/abc/00/stray.tmp").exists());
+    s.put(&BlobKey::parse("t/abc/00/kept").unwrap(), b"x")
+        .unwrap();
+    std::fs::write(d.path().join("t/abc/00/stray.tmp"), b"half").unwrap();
     assert!(
         s.list("t/abc/")
             .unwrap()
             .iter()
             .all(|k| !k.as_str().ends_with(".tmp"))
     );
+    let s = LocalStore::open(d.path()).unwrap();
+    assert!(!d.path().join("t/abc/00/stray.tmp").exists());
+    assert_eq!(s.list("t/abc/").unwrap().len(), 1);
+}
+
+fn replicated(dir: &std::path::Path, stores: Vec<(&str, Arc<dyn BlobStore>)>) -> ReplicatedStore {
+    let replicas = stores
+        .into_iter()
+        .map(|(n, s)| Replica::new(n, s).unwrap())
+        .collect();
+    ReplicatedStore::open(replicas, ReplicationOptions::majority(3), dir.join("state")).unwrap()
+}
+
+#[test]
+fn replicated_store_conforms() {
+    let d = tempfile::tempdir().unwrap();
+    let local: Arc<dyn BlobStore> = Arc::new(LocalStore::open(d.path().join("b")).unwrap());
+    let r = replicated(
+        d.path(),
+        vec![
+            ("a", Arc::new(MemoryStore::new())),
+            ("b", local),
+            ("c", Arc::new(MemoryStore::new())),
+        ],
+    );
+    conformance::run(&r);
+    assert_eq!(
+        r.backlog().unwrap(),
+        (0, 0),
+        "nothing failed, nothing queued"
+    );
+}
+
+#[test]
+fn replicated_store_conforms_with_one_store_down() {
+    let d = tempfile::tempdir().unwrap();
+    // A local store whose directory has been replaced by a file: every
+    // operation on it fails with an I/O error (as root, a read-only
+    // directory would not stop writes).
+    let broken = d.path().join("broken");
+    let local: Arc<dyn BlobStore> = Arc::new(LocalStore::open(&broken).unwrap());
+    std::fs::remove_dir(&broken).unwrap();
+    std::fs::write(&broken, b"not a directory").unwrap();
+    let r = replicated(
+        d.path(),
+        vec![
+            ("a", Arc::new(MemoryStore::new())),
+            ("b", local),
+            ("c", Arc::new(MemoryStore::new())),
+        ],
+    );
+    conformance::run(&r);
+    let (missing, deletes) = r.backlog().unwrap();
+    // The suite deletes what it wrote: no copy is owed any more, but the
+    // deletions the broken store missed are pending.
+    assert_eq!(missing, 0, "a deleted blob is never repaired back");
+    assert!(deletes > 0, "deletions it missed are pending");
+    // The store comes back; repair replays the deletions.
+    std::fs::remove_file(&broken).unwrap();
+    std::fs::create_dir(&broken).unwrap();
+    struct Any;
+    impl BlobVerifier for Any {
+        fn wanted(&self, _: &BlobKey) -> bool {
+            true
+        }
+        fn authentic(&self, _: &BlobKey, _: &[u8]) -> bool {
+            true
+        }
+    }
+    let report = r.repair(&Any, None).unwrap();
+    assert_eq!(report.deletions_replayed, deletes);
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(r.backlog().unwrap(), (0, 0));
 }

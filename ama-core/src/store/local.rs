@@ -20,6 +20,7 @@ const SYNC_THREADS: usize = 8;
 /// Blobs as files under a root directory.
 pub struct LocalStore {
     root: PathBuf,
+    region: Option<crate::tenant::Region>,
 }
 
 fn io_err(key: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> StoreError {
@@ -34,9 +35,27 @@ impl LocalStore {
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
         fs::create_dir_all(&root).map_err(io_err(root.display()))?;
-        let store = LocalStore { root };
+        let store = LocalStore { root, region: None };
         store.remove_stray_temporaries(&store.root.clone());
         Ok(store)
+    }
+
+    /// A store at `root` without touching the disk: for a replica that may
+    /// be unavailable when the archive opens (the others carry on; this
+    /// one's errors surface on use and its copies are queued for repair).
+    /// Directories are created by the first write.
+    pub fn deferred(root: impl Into<PathBuf>) -> Self {
+        LocalStore {
+            root: root.into(),
+            region: None,
+        }
+    }
+
+    /// Tags the store with the region its disk is in: tenants of other
+    /// regions may not write to it.
+    pub fn with_region(mut self, region: crate::tenant::Region) -> Self {
+        self.region = Some(region);
+        self
     }
 
     fn remove_stray_temporaries(&self, dir: &Path) {
@@ -204,5 +223,9 @@ impl BlobStore for LocalStore {
 
     fn describe(&self) -> String {
         format!("local:{}", self.root.display())
+    }
+
+    fn region(&self) -> Option<crate::tenant::Region> {
+        self.region.clone()
     }
 }
