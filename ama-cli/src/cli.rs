@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use ama_core::{MessageId, Region, Retention, TenantId};
+use ama_core::{AuditAction, MessageId, Region, Retention, Role, TenantId};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Largest `--limit` (the engine's `ama_core::archive::MAX_PAGE`).
@@ -63,6 +63,13 @@ pub struct Global {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub kdf_fast: bool,
+
+    /// Blob store configuration (JSON: local directories and S3 buckets,
+    /// regions, write quorum; no secrets). With `init` it is checked and
+    /// copied to DATA/stores.json; other commands use DATA/stores.json
+    /// unless this is given. Without either, blobs live in DATA/blobs.
+    #[arg(long, global = true, env = "AMA_STORES", value_name = "FILE")]
+    pub stores: Option<PathBuf>,
 }
 
 /// The commands.
@@ -86,24 +93,284 @@ pub enum Command {
     Stats(StatsArgs),
     /// Rebuild a tenant's full-text index from the stored messages.
     Reindex(TenantArg),
-    /// Run the archive node: accept mail over SMTP (TLS only) until SIGTERM or Ctrl-C.
+    /// Heal the blob copies: replay missed deletions, rewrite missing or
+    /// damaged copies from an authentic one (exit code 1 while work is left).
+    Repair(RepairArgs),
+    /// Run the archive node: SMTP (TLS only) and the HTTPS API with its search page, until
+    /// SIGTERM or Ctrl-C. `ama serve --demo` sets up a demo archive and prints a login.
     Serve(ServeArgs),
+    /// Manage a tenant's users: add, list, set-password, disable, grant/revoke roles, addresses.
+    User {
+        /// User command.
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage a tenant's ingest-only API keys.
+    ApiKey {
+        /// API key command.
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+    /// Read and verify a tenant's audit log.
+    Audit {
+        /// Audit command.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Show or set a tenant's retention policy; delete what has expired.
+    Retention {
+        /// Retention command.
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
+    /// Place, release and list legal holds.
+    Hold {
+        /// Hold command.
+        #[command(subcommand)]
+        command: HoldCommand,
+    },
+    /// Decrypt every message, check its digest and the ingest log; report tombstones and gaps.
+    Verify(VerifyArgs),
+    /// Print an inclusion proof of a message (JSON) that `ama proof-check` or docs/PROOFS.md checks.
+    Proof {
+        /// The tenant.
+        #[arg(long, value_name = "ID")]
+        tenant: TenantId,
+        /// The message.
+        #[arg(value_name = "MESSAGE_ID")]
+        id: MessageId,
+    },
+    /// Check an inclusion proof against a message file, without the archive.
+    ProofCheck {
+        /// The proof (JSON from `ama proof`).
+        #[arg(long, value_name = "FILE")]
+        proof: PathBuf,
+        /// The message's raw bytes (.eml).
+        #[arg(long, value_name = "FILE")]
+        message: PathBuf,
+    },
+    /// Export a tenant, a query result or listed messages as an mbox or a zip of .eml files.
+    Export(crate::export::ExportArgs),
+    /// Append a tenant's messages (all, a query result or listed ones) to an IMAP folder.
+    Restore(crate::export::RestoreArgs),
+}
+
+/// `ama user …`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user (password from --password-stdin or AMA_USER_PASSWORD, if given).
+    Add(UserAddArgs),
+    /// List the tenant's users.
+    List {
+        /// The tenant.
+        #[arg(long, value_name = "ID")]
+        tenant: TenantId,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a user's local password (from --password-stdin or AMA_USER_PASSWORD).
+    SetPassword(UserPasswordArgs),
+    /// Disable a user: no more logins, live sessions stop working.
+    Disable(UserIdArgs),
+    /// Enable a disabled user (and lift a lockout).
+    Enable(UserIdArgs),
+    /// Grant a role (end-user, auditor, admin).
+    Grant {
+        /// The user.
+        #[command(flatten)]
+        user: UserIdArgs,
+        /// The role.
+        #[arg(value_name = "ROLE")]
+        role: Role,
+    },
+    /// Revoke a role.
+    Revoke {
+        /// The user.
+        #[command(flatten)]
+        user: UserIdArgs,
+        /// The role.
+        #[arg(value_name = "ROLE")]
+        role: Role,
+    },
+    /// Add one of the user's own mail addresses (what an end user may read).
+    AddAddress {
+        /// The user.
+        #[command(flatten)]
+        user: UserIdArgs,
+        /// The address.
+        #[arg(value_name = "ADDRESS")]
+        address: String,
+    },
+    /// Remove one of the user's addresses.
+    RemoveAddress {
+        /// The user.
+        #[command(flatten)]
+        user: UserIdArgs,
+        /// The address.
+        #[arg(value_name = "ADDRESS")]
+        address: String,
+    },
+}
+
+/// A tenant and a user id.
+#[derive(Debug, Args)]
+pub struct UserIdArgs {
+    /// The tenant.
+    #[arg(long, value_name = "ID")]
+    pub tenant: TenantId,
+    /// The user id.
+    #[arg(value_name = "USER")]
+    pub id: String,
+}
+
+/// `ama user add`
+#[derive(Debug, Args)]
+pub struct UserAddArgs {
+    /// The tenant.
+    #[arg(long, value_name = "ID")]
+    pub tenant: TenantId,
+    /// The user id (login name).
+    #[arg(value_name = "USER")]
+    pub id: String,
+    /// Display name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The user's own address (repeatable).
+    #[arg(long, value_name = "ADDRESS")]
+    pub address: Vec<String>,
+    /// A role: end-user, auditor or admin (repeatable; at least one).
+    #[arg(long, value_name = "ROLE", required = true)]
+    pub role: Vec<Role>,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// `ama user set-password`
+#[derive(Debug, Args)]
+pub struct UserPasswordArgs {
+    /// The user.
+    #[command(flatten)]
+    pub user: UserIdArgs,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// `ama api-key …`
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create an ingest-only key; prints the token once.
+    Create {
+        /// The tenant it may ingest into.
+        #[arg(long, value_name = "ID")]
+        tenant: TenantId,
+        /// What it is for.
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// List the tenant's keys (without tokens).
+    List {
+        /// The tenant.
+        #[arg(long, value_name = "ID")]
+        tenant: TenantId,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by its id.
+    Revoke {
+        /// The tenant.
+        #[arg(long, value_name = "ID")]
+        tenant: TenantId,
+        /// The key's id (from `ama api-key list`).
+        #[arg(value_name = "KEY_ID")]
+        id: String,
+    },
+}
+
+/// `ama audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List entries of a tenant's audit log (oldest first).
+    List(AuditListArgs),
+    /// Recompute the hash chain; exit code 1 and the first broken link if it is broken.
+    Verify {
+        /// The tenant.
+        #[arg(long, value_name = "ID")]
+        tenant: TenantId,
+        /// A JSON report.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `ama audit list`
+#[derive(Debug, Args)]
+pub struct AuditListArgs {
+    /// The tenant.
+    #[arg(long, value_name = "ID")]
+    pub tenant: TenantId,
+    /// Only entries at or after this time (RFC 3339, e.g. 2026-01-31T00:00:00Z, or a date 2026-01-31).
+    #[arg(long, value_name = "TIME", value_parser = parse_since)]
+    pub since: Option<time::OffsetDateTime>,
+    /// Only entries of this action (search, view, download, login, user-change, …).
+    #[arg(long, value_name = "ACTION")]
+    pub action: Option<AuditAction>,
+    /// At most this many entries.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+    pub limit: i64,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_since(s: &str) -> Result<time::OffsetDateTime, String> {
+    use time::format_description::well_known::Rfc3339;
+    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok(t);
+    }
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(s, &fmt)
+        .map(|d| d.midnight().assume_utc())
+        .map_err(|_| format!("{s:?} is neither an RFC 3339 time nor a YYYY-MM-DD date"))
 }
 
 /// `ama serve`
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Serve the HTTPS JSON API and the search page on ADDR (e.g. 0.0.0.0:443 or 127.0.0.1:8443).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
+    /// Serve plain HTTP instead of HTTPS on --http (refused unless ADDR is a loopback address).
+    #[arg(long, requires = "http")]
+    pub insecure_http: bool,
+    /// Demo: create an archive with a tenant `demo`, the sample mail and a user `demo` on the
+    /// first start; print the URL and a fresh password at every start. Without any listener it
+    /// serves HTTPS on 127.0.0.1:8443.
+    #[arg(long)]
+    pub demo: bool,
+    /// With --demo: the sample mail imported on the first start.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "examples/mail",
+        requires = "demo"
+    )]
+    pub demo_mail: PathBuf,
     /// Listen for SMTP with STARTTLS on ADDR (e.g. 0.0.0.0:25 or 127.0.0.1:2525).
     #[arg(long, value_name = "ADDR")]
     pub smtp: Option<std::net::SocketAddr>,
     /// Listen for SMTP over implicit TLS on ADDR (like port 465).
     #[arg(long, value_name = "ADDR")]
     pub smtps: Option<std::net::SocketAddr>,
-    /// PEM certificate chain; without --cert/--key a self-signed certificate for localhost is made.
-    #[arg(long, value_name = "FILE", requires = "key")]
+    /// PEM certificate chain for SMTP and HTTPS; without --cert/--key a self-signed
+    /// certificate for localhost is made.
+    #[arg(long, alias = "tls-cert", value_name = "FILE", requires = "key")]
     pub cert: Option<PathBuf>,
     /// PEM private key of --cert.
-    #[arg(long, value_name = "FILE", requires = "cert")]
+    #[arg(long, alias = "tls-key", value_name = "FILE", requires = "cert")]
     pub key: Option<PathBuf>,
     /// Host name in the SMTP greeting.
     #[arg(long, value_name = "NAME", default_value = "localhost")]
@@ -120,6 +387,12 @@ pub enum TenantCommand {
     Add(TenantAddArgs),
     /// List the tenants.
     List(JsonArg),
+    /// Log users in through the tenant's LDAP directory: set, show, clear, test.
+    Directory {
+        /// Directory command.
+        #[command(subcommand)]
+        command: crate::directory::DirectoryCommand,
+    },
 }
 
 /// `ama tenant add`
@@ -260,4 +533,118 @@ pub struct StatsArgs {
     /// Print one JSON object per tenant and line.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `ama repair`
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    /// Also compare every store with the catalog (finds copies lost without notice).
+    #[arg(long)]
+    pub scan: bool,
+    /// Also read and authenticate every copy (finds damaged copies; implies --scan).
+    #[arg(long)]
+    pub deep: bool,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ama retention …`
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Print the tenant's policy as JSON.
+    Show {
+        /// The tenant.
+        #[arg(long, value_name = "ID")]
+        tenant: TenantId,
+    },
+    /// Replace the tenant's policy; every message's retain-until is recomputed.
+    Set(RetentionSetArgs),
+    /// Delete every message past its retain-until that no legal hold covers.
+    Sweep {
+        /// The tenant.
+        #[arg(long, value_name = "ID")]
+        tenant: TenantId,
+        /// Sweep as of this time instead of now (RFC 3339 or YYYY-MM-DD).
+        #[arg(long, value_name = "TIME", value_parser = parse_since)]
+        at: Option<time::OffsetDateTime>,
+    },
+}
+
+/// `ama retention set`
+#[derive(Debug, Args)]
+pub struct RetentionSetArgs {
+    /// The tenant.
+    #[arg(long, value_name = "ID")]
+    pub tenant: TenantId,
+    /// Period of messages no rule matches, e.g. 10y.
+    #[arg(long, value_name = "PERIOD")]
+    pub default: Retention,
+    /// Count periods from the end of the message's calendar year (GoBD).
+    #[arg(long)]
+    pub year_end: bool,
+    /// A rule, first match wins: address:A=PERIOD, domain:D=PERIOD or direction:inbound|outbound|internal=PERIOD (repeatable).
+    #[arg(long, value_name = "RULE")]
+    pub rule: Vec<String>,
+    /// No message is kept less than this (can only be raised later).
+    #[arg(long, value_name = "PERIOD")]
+    pub minimum: Option<Retention>,
+    /// Lock the policy: nobody can shorten retention or lift the lock afterwards.
+    #[arg(long)]
+    pub lock: bool,
+    /// Deletion requests need a second auditor's approval.
+    #[arg(long)]
+    pub four_eyes: bool,
+}
+
+/// `ama hold …`
+#[derive(Debug, Subcommand)]
+pub enum HoldCommand {
+    /// Place a named hold by query, custodian address or message ids.
+    Place {
+        /// The tenant.
+        #[arg(long, value_name = "ID")]
+        tenant: TenantId,
+        /// The hold's name.
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Why (case, matter).
+        #[arg(long)]
+        reason: String,
+        /// Hold what this query finds.
+        #[arg(long)]
+        query: Option<String>,
+        /// Hold every message from or to this address.
+        #[arg(long, value_name = "ADDRESS")]
+        custodian: Option<String>,
+        /// Hold these messages (repeatable).
+        #[arg(long, value_name = "MESSAGE_ID")]
+        id: Vec<MessageId>,
+    },
+    /// Release an active hold.
+    Release {
+        /// The tenant.
+        #[arg(long, value_name = "ID")]
+        tenant: TenantId,
+        /// The hold's name.
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// List holds (JSON lines).
+    List {
+        /// The tenant.
+        #[arg(long, value_name = "ID")]
+        tenant: TenantId,
+    },
+}
+
+/// `ama verify`
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Only this tenant (default: all).
+    #[arg(long, value_name = "ID")]
+    pub tenant: Option<TenantId>,
 }

@@ -27,12 +27,19 @@
 //!   quietly instead of aborting it.
 
 mod cli;
+mod demo;
+mod directory;
+mod export;
+mod imap;
 mod import;
 mod output;
 mod read;
+mod retention;
 mod serve;
+mod stores;
 mod tenants;
 mod unlock;
+mod users;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -75,13 +82,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenant { command } => match command {
             TenantCommand::Add(args) => tenants::add(g, args),
             TenantCommand::List(args) => tenants::list(g, args),
+            TenantCommand::Directory { command } => directory::run(g, command),
         },
         Command::Import(args) => import::run(g, args),
         Command::Search(args) => read::search(g, args),
         Command::Show(args) => read::show(g, args),
         Command::Stats(args) => tenants::stats(g, args),
         Command::Reindex(args) => tenants::reindex(g, args),
+        Command::Repair(args) => stores::repair(g, args),
         Command::Serve(args) => serve::run(g, args),
+        Command::User { command } => users::user(g, command),
+        Command::ApiKey { command } => users::api_key(g, command),
+        Command::Audit { command } => users::audit(g, command),
+        Command::Retention { command } => retention::retention(g, command),
+        Command::Hold { command } => retention::hold(g, command),
+        Command::Verify(args) => retention::verify(g, args),
+        Command::Proof { tenant, id } => retention::proof(g, tenant, *id),
+        Command::ProofCheck { proof, message } => retention::proof_check(proof, message),
+        Command::Export(args) => export::export(g, args),
+        Command::Restore(args) => export::restore(g, args),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use ama_core::{Principal, SearchOptions};
+use ama_core::SearchOptions;
 
 use crate::Usage;
 use crate::cli::{Global, SearchArgs, ShowArgs};
@@ -18,7 +18,7 @@ pub fn search(g: &Global, args: &SearchArgs) -> anyhow::Result<()> {
         return Err(Usage(bad_query(&query, &e)).into());
     }
     let archive = unlock::open(g)?;
-    let who = Principal::auditor(args.tenant.clone());
+    let who = unlock::operator(&args.tenant);
     let opts = SearchOptions {
         limit: args.limit as usize,
         offset: args.offset as usize,
@@ -69,7 +69,7 @@ fn bad_query(query: &str, e: &ama_core::QueryError) -> String {
 /// `ama show`
 pub fn show(g: &Global, args: &ShowArgs) -> anyhow::Result<()> {
     let archive = unlock::open(g)?;
-    let who = Principal::auditor(args.tenant.clone());
+    let who = unlock::operator(&args.tenant);
     let mut out = std::io::stdout().lock();
     if args.info {
         let info = archive.get(&who, args.id)?;

@@ -55,8 +55,17 @@ fn passphrase_from_file(path: &Path) -> anyhow::Result<Unlock> {
 /// Opens the archive in the data directory.
 pub fn open(g: &Global) -> anyhow::Result<Archive> {
     let unlock = unlock(g)?;
-    Archive::open(&g.data, &unlock, ArchiveOptions::default())
-        .with_context(|| format!("cannot open the archive in {}", g.data.display()))
+    // The blob stores of DATA/stores.json (or --stores), else DATA/blobs.
+    let archive = match crate::stores::configured(g)? {
+        Some(stores) => {
+            Archive::open_with_store(&g.data, &unlock, stores.store, ArchiveOptions::default())
+        }
+        None => Archive::open(&g.data, &unlock, ArchiveOptions::default()),
+    }
+    .with_context(|| format!("cannot open the archive in {}", g.data.display()))?;
+    // Users of tenants with a directory log in over LDAP (serve, and the CLI).
+    archive.set_authenticator(std::sync::Arc::new(ama_ldap::LdapAuthenticator::new()));
+    Ok(archive)
 }
 
 /// Creates a new archive in the data directory.
@@ -71,6 +80,21 @@ pub fn create(g: &Global) -> anyhow::Result<Archive> {
         kdf,
         ..ArchiveOptions::default()
     };
-    Archive::create(&g.data, &unlock, options)
-        .with_context(|| format!("cannot create an archive in {}", g.data.display()))
+    // A store configuration is checked before anything is created.
+    let stores = crate::stores::prepare(g)?;
+    let archive = Archive::create(&g.data, &unlock, options)
+        .with_context(|| format!("cannot create an archive in {}", g.data.display()))?;
+    let Some(stores) = stores else {
+        return Ok(archive);
+    };
+    drop(archive);
+    crate::stores::install(g, &stores)?;
+    open(g)
+}
+
+/// The operator of `tenant` acting through the CLI: admin and auditor, no
+/// user name (whoever holds the data directory's secret is the operator).
+pub fn operator(tenant: &ama_core::TenantId) -> ama_core::Principal {
+    ama_core::Principal::operator(tenant.clone())
+        .with_context(ama_core::AccessContext::new(ama_core::Frontend::Cli))
 }
