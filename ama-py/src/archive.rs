@@ -8,8 +8,11 @@
 //! its files released) when the last running call returns.
 //!
 //! Every method takes the tenant id and, for reads, the principal (`None`:
-//! the tenant's auditor, the operator's view; a list of addresses: an end
-//! user owning them), so the Python `Tenant` objects stay plain values.
+//! the tenant's operator; a list of addresses: an end user owning them; a
+//! string: a session token from `login`, resolved by the engine on every
+//! call so a revoked or expired session stops working at once), so the
+//! Python `Tenant` objects stay plain values. Everything is audited with
+//! the Python frontend as its source.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
@@ -17,8 +20,9 @@ use std::sync::{Arc, RwLock};
 
 use ama_core::import::{ImportEvent, ImportOptions, import_paths};
 use ama_core::{
-    Archive, ArchiveOptions, Envelope, KdfParams, MessageId, Principal, SearchOptions, Sort,
-    Source, TenantId, TenantSpec, Unlock,
+    AccessContext, Archive, ArchiveOptions, AuditAction, AuditFilter, Envelope, Error, Frontend,
+    KdfParams, MessageId, Outcome, Principal, Role, SearchOptions, Sort, Source, TenantId,
+    TenantSpec, Unlock, User, UserSpec,
 };
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -56,12 +60,105 @@ fn tenant_id(id: &str) -> PyResult<TenantId> {
     TenantId::new(id).map_err(|e| errors::to_py(e.into()))
 }
 
-fn principal(tenant: TenantId, end_user: Option<Vec<String>>) -> Principal {
-    match end_user {
-        None => Principal::auditor(tenant),
-        Some(addresses) => Principal::end_user(tenant, addresses),
+/// Whom a read acts for: a session token or an end user's addresses
+/// (`None` on the Python side is the operator).
+#[derive(FromPyObject)]
+enum Who {
+    /// A session token from `login`.
+    Token(String),
+    /// An end user owning these addresses.
+    Addresses(Vec<String>),
+}
+
+fn context() -> AccessContext {
+    AccessContext::new(Frontend::Python)
+}
+
+/// The principal a call acts as; a token is checked by the engine (and
+/// must belong to `tenant`).
+fn principal(engine: &Archive, tenant: TenantId, who: Option<Who>) -> ama_core::Result<Principal> {
+    match who {
+        None => Ok(Principal::operator(tenant).with_context(context())),
+        Some(Who::Addresses(a)) => Ok(Principal::end_user(tenant, a).with_context(context())),
+        Some(Who::Token(token)) => {
+            let p = engine.authenticate(&token, &context())?;
+            if p.tenant() != &tenant {
+                return Err(Error::Unauthenticated(
+                    "the session belongs to another tenant".into(),
+                ));
+            }
+            Ok(p)
+        }
     }
 }
+
+fn operator(tenant: TenantId) -> Principal {
+    Principal::operator(tenant).with_context(context())
+}
+
+fn role(name: &str) -> PyResult<Role> {
+    name.parse::<Role>().map_err(errors::to_py)
+}
+
+/// `(id, display_name, addresses, roles, active, source, has_password, last_login)`.
+type UserTuple = (
+    String,
+    String,
+    Vec<String>,
+    Vec<String>,
+    bool,
+    String,
+    bool,
+    Option<i64>,
+);
+
+fn user_tuple(u: User) -> UserTuple {
+    (
+        u.id,
+        u.display_name,
+        u.addresses,
+        u.roles.iter().map(|r| r.as_str().to_string()).collect(),
+        u.active,
+        match u.source {
+            ama_core::UserSource::Local => "local".into(),
+            _ => "directory".into(),
+        },
+        u.has_password,
+        u.last_login,
+    )
+}
+
+/// `(name, scope, reason, placed_at, active)`.
+type HoldTuple = (String, String, String, i64, bool);
+
+/// `(deleted, held, resumed)`.
+type SweepTuple = (Vec<String>, Vec<String>, usize);
+
+/// `(verified, [(id, reason, deleted_at)], [(id, problem)])`.
+type VerifyMessagesTuple = (
+    u64,
+    Vec<(String, String, i64)>,
+    Vec<(Option<String>, String)>,
+);
+
+/// `(entries, head_hash, [(seq, reason)])`.
+type VerifyTuple = (u64, String, Vec<(u64, String)>);
+
+/// `(seq, at_ms, user, roles, frontend, source, action, detail, messages, outcome, reason, prev_hash)`.
+type AuditTuple = (
+    u64,
+    i64,
+    Option<String>,
+    Vec<String>,
+    String,
+    Option<String>,
+    String,
+    String,
+    Vec<String>,
+    String,
+    Option<String>,
+    String,
+);
 
 fn message_id(id: &str) -> PyResult<MessageId> {
     id.trim()
@@ -385,20 +482,23 @@ impl NativeArchive {
         &self,
         py: Python<'py>,
         tenant: String,
-        end_user: Option<Vec<String>>,
+        end_user: Option<Who>,
         query: String,
         offset: usize,
         limit: usize,
         sort: Option<String>,
     ) -> PyResult<(usize, Vec<Bound<'py, PyTuple>>)> {
         let engine = self.engine()?;
-        let who = principal(tenant_id(&tenant)?, end_user);
+        let tenant = tenant_id(&tenant)?;
         let opts = SearchOptions {
             limit,
             offset,
             sort: self::sort(sort.as_deref().unwrap_or("date"))?,
         };
-        let page = run(py, move || engine.search(&who, &query, &opts))?;
+        let page = run(py, move || {
+            let who = principal(&engine, tenant, end_user)?;
+            engine.search(&who, &query, &opts)
+        })?;
         let hits = page
             .hits
             .into_iter()
@@ -413,14 +513,15 @@ impl NativeArchive {
         &self,
         py: Python<'py>,
         tenant: String,
-        end_user: Option<Vec<String>>,
+        end_user: Option<Who>,
         id: String,
         raw: bool,
     ) -> PyResult<(Bound<'py, PyTuple>, Option<Bound<'py, PyBytes>>)> {
         let engine = self.engine()?;
-        let who = principal(tenant_id(&tenant)?, end_user);
+        let tenant = tenant_id(&tenant)?;
         let id = message_id(&id)?;
         let (info, bytes) = run(py, move || {
+            let who = principal(&engine, tenant, end_user)?;
             let info = engine.get(&who, id)?;
             let bytes = if raw {
                 Some(engine.get_raw(&who, id)?)
@@ -433,6 +534,415 @@ impl NativeArchive {
             convert::info(py, info)?,
             bytes.map(|b| PyBytes::new(py, &b)),
         ))
+    }
+
+    // ----- identity and audit ----------------------------------------------
+
+    /// Logs a user in: `(token, user, roles, expires_at)`.
+    #[pyo3(signature = (tenant, user, password, *, source=None))]
+    fn login(
+        &self,
+        py: Python<'_>,
+        tenant: String,
+        user: String,
+        password: String,
+        source: Option<String>,
+    ) -> PyResult<(String, String, Vec<String>, i64)> {
+        let engine = self.engine()?;
+        let tenant = tenant_id(&tenant)?;
+        let password = zeroize::Zeroizing::new(password);
+        let s = run(py, move || {
+            let mut ctx = context();
+            if let Some(src) = source {
+                ctx = ctx.with_source(src);
+            }
+            engine.login(&tenant, &user, &password, &ctx)
+        })?;
+        Ok((
+            s.token,
+            s.user,
+            s.roles.iter().map(|r| r.as_str().to_string()).collect(),
+            s.expires_at.unix_timestamp(),
+        ))
+    }
+
+    /// Ends a session.
+    fn logout(&self, py: Python<'_>, token: String) -> PyResult<()> {
+        let engine = self.engine()?;
+        run(py, move || engine.logout(&token, &context()))
+    }
+
+    /// Adds a user (as the operator).
+    #[pyo3(signature = (tenant, id, *, display_name=None, addresses=Vec::new(), roles=Vec::new(), password=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn add_user(
+        &self,
+        py: Python<'_>,
+        tenant: String,
+        id: String,
+        display_name: Option<String>,
+        addresses: Vec<String>,
+        roles: Vec<String>,
+        password: Option<String>,
+    ) -> PyResult<UserTuple> {
+        let engine = self.engine()?;
+        let who = operator(tenant_id(&tenant)?);
+        let roles = roles
+            .iter()
+            .map(|r| role(r))
+            .collect::<PyResult<Vec<_>>>()?;
+        let spec = UserSpec {
+            id,
+            display_name,
+            addresses,
+            roles,
+            password,
+        };
+        run(py, move || engine.add_user(&who, spec)).map(user_tuple)
+    }
+
+    /// The tenant's users.
+    fn users(&self, py: Python<'_>, tenant: String) -> PyResult<Vec<UserTuple>> {
+        let engine = self.engine()?;
+        let who = operator(tenant_id(&tenant)?);
+        run(py, move || engine.users(&who)).map(|v| v.into_iter().map(user_tuple).collect())
+    }
+
+    /// Changes a user: `what` is one of `password`, `active`, `grant`,
+    /// `revoke`, `add_address`, `remove_address`, with its value.
+    fn change_user(
+        &self,
+        py: Python<'_>,
+        tenant: String,
+        id: String,
+        what: String,
+        value: String,
+    ) -> PyResult<UserTuple> {
+        let engine = self.engine()?;
+        let who = operator(tenant_id(&tenant)?);
+        let r = match what.as_str() {
+            "grant" | "revoke" => Some(role(&value)?),
+            _ => None,
+        };
+        run(py, move || match (what.as_str(), r) {
+            ("password", _) => engine.set_password(&who, &id, &value),
+            ("active", _) => engine.set_user_active(&who, &id, value == "true"),
+            ("grant", Some(r)) => engine.grant_role(&who, &id, r),
+            ("revoke", Some(r)) => engine.revoke_role(&who, &id, r),
+            ("add_address", _) => engine.add_address(&who, &id, &value),
+            ("remove_address", _) => engine.remove_address(&who, &id, &value),
+            _ => Err(Error::InvalidArgument(format!(
+                "unknown user change {what:?}"
+            ))),
+        })
+        .map(user_tuple)
+    }
+
+    /// Entries of the audit log, read as `who` (operator or session).
+    #[pyo3(signature = (tenant, who, *, since=None, action=None, limit=1000))]
+    fn audit(
+        &self,
+        py: Python<'_>,
+        tenant: String,
+        who: Option<Who>,
+        since: Option<i64>,
+        action: Option<String>,
+        limit: usize,
+    ) -> PyResult<Vec<AuditTuple>> {
+        let engine = self.engine()?;
+        let tenant = tenant_id(&tenant)?;
+        let action = action
+            .map(|a| a.parse::<AuditAction>())
+            .transpose()
+            .map_err(errors::to_py)?;
+        let since = since
+            .map(OffsetDateTime::from_unix_timestamp)
+            .transpose()
+            .map_err(|e| errors::invalid(format!("since: {e}")))?;
+        let entries = run(py, move || {
+            let who = principal(&engine, tenant, who)?;
+            engine.audit_entries(
+                &who,
+                &AuditFilter {
+                    since,
+                    action,
+                    from_seq: 0,
+                    limit,
+                },
+            )
+        })?;
+        Ok(entries
+            .into_iter()
+            .map(|e| {
+                let reason = match &e.outcome {
+                    Outcome::Denied(r) | Outcome::Failed(r) => Some(r.clone()),
+                    _ => None,
+                };
+                (
+                    e.seq,
+                    e.at_ms,
+                    e.actor.user.clone(),
+                    e.actor
+                        .roles
+                        .iter()
+                        .map(|r| r.as_str().to_string())
+                        .collect(),
+                    e.actor.frontend.as_str().to_string(),
+                    e.actor.source.clone(),
+                    e.action.as_str().to_string(),
+                    e.detail.clone(),
+                    e.messages().iter().map(|m| m.to_string()).collect(),
+                    e.outcome.kind().to_string(),
+                    reason,
+                    ama_core::crypto::hex(&e.prev_hash),
+                )
+            })
+            .collect())
+    }
+
+    /// Verifies the audit chain: `(entries, head_hash, [(seq, reason)])`.
+    #[pyo3(signature = (tenant, who=None))]
+    fn verify_audit(
+        &self,
+        py: Python<'_>,
+        tenant: String,
+        who: Option<Who>,
+    ) -> PyResult<VerifyTuple> {
+        let engine = self.engine()?;
+        let tenant = tenant_id(&tenant)?;
+        let r = run(py, move || {
+            let who = principal(&engine, tenant, who)?;
+            engine.verify_audit(&who)
+        })?;
+        Ok((
+            r.entries,
+            ama_core::crypto::hex(&r.head_hash),
+            r.problems.into_iter().map(|p| (p.seq, p.reason)).collect(),
+        ))
+    }
+
+    // ----- lifecycle: holds, retention, sweep, verify, export ------------------
+
+    /// Places a legal hold: `kind` is `query`, `custodian` or `ids`.
+    fn place_hold(
+        &self,
+        py: Python<'_>,
+        tenant: String,
+        name: String,
+        kind: String,
+        values: Vec<String>,
+        reason: String,
+    ) -> PyResult<()> {
+        let engine = self.engine()?;
+        let who = operator(tenant_id(&tenant)?);
+        let scope = match (kind.as_str(), values.as_slice()) {
+            ("query", [q]) => ama_core::HoldScope::Query(q.clone()),
+            ("custodian", [a]) => ama_core::HoldScope::Custodian(a.clone()),
+            ("ids", ids) => ama_core::HoldScope::ids(
+                ids.iter()
+                    .map(|i| message_id(i))
+                    .collect::<PyResult<Vec<_>>>()?,
+            ),
+            _ => return Err(errors::invalid("a hold needs a query, a custodian or ids")),
+        };
+        run(py, move || {
+            engine.place_hold(&who, &name, scope, &reason).map(|_| ())
+        })
+    }
+
+    /// Releases a legal hold.
+    fn release_hold(
+        &self,
+        py: Python<'_>,
+        tenant: String,
+        name: String,
+        reason: String,
+    ) -> PyResult<()> {
+        let engine = self.engine()?;
+        let who = operator(tenant_id(&tenant)?);
+        run(py, move || engine.release_hold(&who, &name, &reason))
+    }
+
+    /// `[(name, scope, reason, placed_at, active)]`.
+    fn holds(&self, py: Python<'_>, tenant: String) -> PyResult<Vec<HoldTuple>> {
+        let engine = self.engine()?;
+        let who = operator(tenant_id(&tenant)?);
+        let holds = run(py, move || engine.holds(&who))?;
+        Ok(holds
+            .into_iter()
+            .map(|h| {
+                let scope = match &h.scope {
+                    ama_core::HoldScope::Query(q) => format!("query:{q}"),
+                    ama_core::HoldScope::Custodian(c) => format!("custodian:{c}"),
+                    ama_core::HoldScope::Ids(ids) => format!("ids:{}", ids.len()),
+                };
+                (h.name, scope, h.reason, h.placed_at, h.released.is_none())
+            })
+            .collect())
+    }
+
+    /// Sets the retention policy; returns the number of messages recomputed.
+    #[pyo3(signature = (tenant, default, *, year_end=false, rules=Vec::new(), minimum=None, locked=false, four_eyes=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn set_retention(
+        &self,
+        py: Python<'_>,
+        tenant: String,
+        default: String,
+        year_end: bool,
+        rules: Vec<(String, String, String)>,
+        minimum: Option<String>,
+        locked: bool,
+        four_eyes: bool,
+    ) -> PyResult<u64> {
+        let engine = self.engine()?;
+        let who = operator(tenant_id(&tenant)?);
+        let period = |s: &str| -> PyResult<ama_core::Retention> {
+            s.parse()
+                .map_err(|e: ama_core::TenantError| errors::invalid(e.to_string()))
+        };
+        let mut parsed = Vec::new();
+        for (kind, value, p) in &rules {
+            let matches = match kind.as_str() {
+                "address" => ama_core::RuleMatch::Address(value.clone()),
+                "domain" => ama_core::RuleMatch::Domain(value.clone()),
+                "direction" => ama_core::RuleMatch::Direction(match value.as_str() {
+                    "inbound" => ama_core::Direction::Inbound,
+                    "outbound" => ama_core::Direction::Outbound,
+                    "internal" => ama_core::Direction::Internal,
+                    _ => return Err(errors::invalid(format!("unknown direction {value:?}"))),
+                }),
+                _ => return Err(errors::invalid(format!("unknown rule kind {kind:?}"))),
+            };
+            parsed.push(ama_core::RetentionRule {
+                matches,
+                period: period(p)?,
+            });
+        }
+        let policy = ama_core::RetentionPolicy {
+            default: period(&default)?,
+            count_from: if year_end {
+                ama_core::CountFrom::YearEnd
+            } else {
+                ama_core::CountFrom::MessageDate
+            },
+            rules: parsed,
+            minimum: minimum.as_deref().map(period).transpose()?,
+            locked,
+            four_eyes,
+        };
+        run(py, move || engine.set_retention_policy(&who, policy))
+    }
+
+    /// A message's retain-until (Unix seconds).
+    fn retain_until(&self, py: Python<'_>, tenant: String, id: String) -> PyResult<i64> {
+        let engine = self.engine()?;
+        let who = operator(tenant_id(&tenant)?);
+        let id = message_id(&id)?;
+        run(py, move || engine.retain_until(&who, id))
+    }
+
+    /// Deletes what expired: `(deleted, held, resumed)`.
+    #[pyo3(signature = (tenant, at=None))]
+    fn sweep(&self, py: Python<'_>, tenant: String, at: Option<i64>) -> PyResult<SweepTuple> {
+        let engine = self.engine()?;
+        let tenant = tenant_id(&tenant)?;
+        let at = at
+            .map(OffsetDateTime::from_unix_timestamp)
+            .transpose()
+            .map_err(|e| errors::invalid(format!("at: {e}")))?;
+        let r = run(py, move || engine.sweep(&tenant, at))?;
+        Ok((
+            r.deleted.iter().map(|i| i.to_string()).collect(),
+            r.held.iter().map(|i| i.to_string()).collect(),
+            r.resumed,
+        ))
+    }
+
+    /// Verifies a tenant: `(verified, [(id, reason, deleted_at)], [(id, problem)])`.
+    fn verify(&self, py: Python<'_>, tenant: String) -> PyResult<VerifyMessagesTuple> {
+        let engine = self.engine()?;
+        let who = operator(tenant_id(&tenant)?);
+        let r = run(py, move || engine.verify(&who))?;
+        Ok((
+            r.verified,
+            r.tombstones
+                .iter()
+                .map(|t| {
+                    (
+                        MessageId::from_u128(t.id).to_string(),
+                        t.reason.clone(),
+                        t.deleted_at,
+                    )
+                })
+                .collect(),
+            r.problems
+                .into_iter()
+                .map(|(id, what)| (id.map(|i| i.to_string()), what))
+                .collect(),
+        ))
+    }
+
+    /// Exports to the file `path` (`zip` or `mbox`): `(exported, bytes)`.
+    #[pyo3(signature = (tenant, who, path, *, query=None, ids=None, format="zip".to_string()))]
+    #[allow(clippy::too_many_arguments)]
+    fn export(
+        &self,
+        py: Python<'_>,
+        tenant: String,
+        who: Option<Who>,
+        path: PathBuf,
+        query: Option<String>,
+        ids: Option<Vec<String>>,
+        format: String,
+    ) -> PyResult<(u64, u64)> {
+        let engine = self.engine()?;
+        let tenant = tenant_id(&tenant)?;
+        let format = match format.as_str() {
+            "zip" => ama_core::ExportFormat::Zip,
+            "mbox" => ama_core::ExportFormat::Mbox,
+            other => {
+                return Err(errors::invalid(format!(
+                    "unknown export format {other:?} (zip or mbox)"
+                )));
+            }
+        };
+        let selection = match (query, ids) {
+            (Some(q), None) => ama_core::Selection::Query(q),
+            (None, Some(ids)) => ama_core::Selection::Ids(
+                ids.iter()
+                    .map(|i| message_id(i))
+                    .collect::<PyResult<Vec<_>>>()?,
+            ),
+            (None, None) => ama_core::Selection::All,
+            (Some(_), Some(_)) => return Err(errors::invalid("give query= or ids=, not both")),
+        };
+        let s = run(py, move || {
+            let who = principal(&engine, tenant, who)?;
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| Error::Io {
+                    path: path.display().to_string(),
+                    source: e,
+                })?;
+            let mut w = std::io::BufWriter::new(file);
+            let s = engine.export(
+                &who,
+                &selection,
+                format,
+                &path.display().to_string(),
+                &mut w,
+            )?;
+            use std::io::Write;
+            w.flush().map_err(|e| Error::Io {
+                path: path.display().to_string(),
+                source: e,
+            })?;
+            Ok(s)
+        })?;
+        Ok((s.exported, s.bytes))
     }
 
     fn __repr__(&self) -> String {

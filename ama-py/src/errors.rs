@@ -69,6 +69,12 @@ pub(crate) fn to_py(e: Error) -> PyErr {
         Error::Query(q) => new_err("QueryError", (msg, q.position)),
         Error::NotFound(id) => new_err("NotFound", (msg, id.to_string())),
         Error::AccessDenied(_) => new_err("AccessDenied", (msg,)),
+        Error::Unauthenticated(_) => new_err("Unauthenticated", (msg,)),
+        Error::LockedOut { retry_after_secs } => new_err("LockedOut", (msg, retry_after_secs)),
+        Error::Identity(ama_core::IdentityError::WeakPassword(_)) => {
+            new_err("WeakPassword", (msg,))
+        }
+        Error::Identity(_) => new_err("IdentityError", (msg,)),
         Error::InvalidArgument(_) => new_err("InvalidArgument", (msg,)),
         Error::Key(KeyError::WrongPassphrase) => new_err("WrongPassphrase", (msg,)),
         Error::Key(_) => new_err("KeyStoreError", (msg,)),

@@ -19,7 +19,7 @@ query language is described in docs/SEARCH.md. Errors are subclasses of
 """
 
 from . import _ama
-from ._archive import Archive, SearchResults, StrPath, Tenant, TenantView
+from ._archive import Archive, SearchResults, Session, StrPath, Tenant, TenantView
 from ._errors import (
     AccessDenied,
     ArchiveClosed,
@@ -27,20 +27,26 @@ from ._errors import (
     CryptoError,
     DataDirError,
     Error,
+    IdentityError,
     IngestError,
     InvalidArgument,
     KeyStoreError,
+    LockedOut,
     NotFound,
     QueryError,
     SearchIndexError,
     StoreError,
     TenantError,
     TenantExists,
+    Unauthenticated,
     UnknownTenant,
+    WeakPassword,
     WrongPassphrase,
 )
 from ._types import (
     Attachment,
+    AuditEntry,
+    AuditReport,
     Delivery,
     Hit,
     ImportProgress,
@@ -52,12 +58,21 @@ from ._types import (
     Refusal,
     TenantInfo,
     TenantStats,
+    User,
 )
 
 __version__: str = _ama.__version__
 
 __all__ = [
     "Archive",
+    "Session",
+    "User",
+    "AuditEntry",
+    "AuditReport",
+    "Unauthenticated",
+    "LockedOut",
+    "IdentityError",
+    "WeakPassword",
     "TenantView",
     "Tenant",
     "SearchResults",

@@ -13,6 +13,23 @@ _Path = Union[str, os.PathLike[str]]
 _Mailbox = Tuple[Optional[str], str]
 _Receipt = Tuple[str, str, bool]
 _Tenant = Tuple[str, str, str, List[str], str, int]
+# A read acts as the operator (None), a session token, or an end user's addresses.
+_Who = Union[None, str, List[str]]
+_User = Tuple[str, str, List[str], List[str], bool, str, bool, Optional[int]]
+_AuditEntry = Tuple[
+    int,
+    int,
+    Optional[str],
+    List[str],
+    str,
+    Optional[str],
+    str,
+    str,
+    List[str],
+    str,
+    Optional[str],
+    str,
+]
 
 # The fields of ama.Hit, in order: id, date, subject, from_, sender, to, cc,
 # bcc, reply_to, message_id, header_date, in_reply_to, references,
@@ -97,7 +114,7 @@ class Archive:
     def search(
         self,
         tenant: str,
-        end_user: Optional[List[str]],
+        end_user: _Who,
         query: str,
         *,
         offset: int = 0,
@@ -105,7 +122,66 @@ class Archive:
         sort: Optional[str] = None,
     ) -> Tuple[int, List[_Info]]: ...
     def get(
-        self, tenant: str, end_user: Optional[List[str]], id: str, *, raw: bool = True
+        self, tenant: str, end_user: _Who, id: str, *, raw: bool = True
     ) -> Tuple[_Info, Optional[bytes]]: ...
+    def login(
+        self, tenant: str, user: str, password: str, *, source: Optional[str] = None
+    ) -> Tuple[str, str, List[str], int]: ...
+    def logout(self, token: str) -> None: ...
+    def add_user(
+        self,
+        tenant: str,
+        id: str,
+        *,
+        display_name: Optional[str] = None,
+        addresses: List[str] = ...,
+        roles: List[str] = ...,
+        password: Optional[str] = None,
+    ) -> _User: ...
+    def users(self, tenant: str) -> List[_User]: ...
+    def change_user(self, tenant: str, id: str, what: str, value: str) -> _User: ...
+    def audit(
+        self,
+        tenant: str,
+        who: _Who,
+        *,
+        since: Optional[int] = None,
+        action: Optional[str] = None,
+        limit: int = 1000,
+    ) -> List[_AuditEntry]: ...
+    def verify_audit(
+        self, tenant: str, who: _Who = None
+    ) -> Tuple[int, str, List[Tuple[int, str]]]: ...
+    def place_hold(
+        self, tenant: str, name: str, kind: str, values: List[str], reason: str
+    ) -> None: ...
+    def release_hold(self, tenant: str, name: str, reason: str) -> None: ...
+    def holds(self, tenant: str) -> List[Tuple[str, str, str, int, bool]]: ...
+    def set_retention(
+        self,
+        tenant: str,
+        default: str,
+        *,
+        year_end: bool = False,
+        rules: List[Tuple[str, str, str]] = ...,
+        minimum: Optional[str] = None,
+        locked: bool = False,
+        four_eyes: bool = False,
+    ) -> int: ...
+    def retain_until(self, tenant: str, id: str) -> int: ...
+    def sweep(self, tenant: str, at: Optional[int] = None) -> Tuple[List[str], List[str], int]: ...
+    def verify(
+        self, tenant: str
+    ) -> Tuple[int, List[Tuple[str, str, int]], List[Tuple[Optional[str], str]]]: ...
+    def export(
+        self,
+        tenant: str,
+        who: _Who,
+        path: _Path,
+        *,
+        query: Optional[str] = None,
+        ids: Optional[List[str]] = None,
+        format: str = ...,
+    ) -> Tuple[int, int]: ...
 
 def message_text(raw: bytes, date: int) -> Tuple[str, str]: ...

@@ -22,6 +22,8 @@ from typing import (
 from . import _ama
 from ._errors import IngestError, InvalidArgument
 from ._types import (
+    AuditEntry,
+    AuditReport,
     Hit,
     ImportProgress,
     ImportSummary,
@@ -31,10 +33,12 @@ from ._types import (
     Refusal,
     TenantInfo,
     TenantStats,
+    User,
+    _datetime,
     _micros,
 )
 
-__all__ = ["Archive", "TenantView", "Tenant", "SearchResults", "StrPath"]
+__all__ = ["Archive", "Session", "TenantView", "Tenant", "SearchResults", "StrPath"]
 
 #: A file system path: ``str`` or ``pathlib.Path`` (any ``os.PathLike[str]``).
 StrPath = Union[str, "os.PathLike[str]"]
@@ -184,8 +188,8 @@ class Archive:
         only mail where one of them is a sender, recipient or envelope
         recipient (and only these envelope recipients). This does not
         authenticate anyone (whoever opened the archive holds its key): use
-        it to act for a user your script has already authenticated.
-        ``archive.login(user, password)`` comes with the identity issue.
+        it to act for a user your script has already authenticated, or use
+        :meth:`login` to act with a user's own rights.
         """
         self._native.tenant(id)
         if as_end_user is None:
@@ -195,6 +199,80 @@ class Archive:
             raise InvalidArgument("as_end_user needs at least one non-empty address")
         return TenantView(self, id, addresses)
 
+    def verify(self) -> bool:
+        """Verifies every tenant (see :meth:`Tenant.verify`); ``True`` when
+        no tenant has a problem."""
+        return all(not Tenant(self, t.id, None).verify()[2] for t in self.tenants())
+
+    def login(
+        self, tenant: str, user: str, password: str, *, source: Optional[str] = None
+    ) -> Session:
+        """Logs ``user`` of ``tenant`` in with his password (local or
+        through the tenant's directory) and returns a :class:`Session`
+        whose reads follow that user's rights. Raises
+        :class:`ama.Unauthenticated` (or :class:`ama.LockedOut`). The
+        attempt is written to the tenant's audit log.
+        """
+        token, uid, roles, expires = self._native.login(tenant, user, password, source=source)
+        return Session(self, tenant, token, uid, tuple(roles), _datetime(expires))
+
+
+class Session:
+    """A logged-in user: ``session.tenant`` reads with his rights (an end
+    user sees only his own mail, an admin without the auditor role no mail).
+
+    The token is checked by the engine on every call, so a session that was
+    logged out, expired, or whose user was disabled stops working at once.
+    Use it as a context manager to log out at the end of the block.
+    """
+
+    __slots__ = ("_archive", "_tenant", "_token", "user", "roles", "expires_at")
+
+    def __init__(
+        self,
+        archive: Archive,
+        tenant: str,
+        token: str,
+        user: str,
+        roles: Tuple[str, ...],
+        expires_at: datetime,
+    ) -> None:
+        """Not for direct use: see :meth:`Archive.login`."""
+        self._archive = archive
+        self._tenant = tenant
+        self._token = token
+        self.user: str = user
+        self.roles: Tuple[str, ...] = roles
+        self.expires_at: datetime = expires_at
+
+    @property
+    def tenant(self) -> TenantView:
+        """The session's tenant, seen with the user's rights."""
+        return TenantView(self._archive, self._tenant, None, token=self._token)
+
+    @property
+    def token(self) -> str:
+        """The bearer token (keep it secret)."""
+        return self._token
+
+    def logout(self) -> None:
+        """Ends the session (written to the audit log)."""
+        self._archive._native.logout(self._token)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.logout()
+
+    def __repr__(self) -> str:
+        return f"<ama.Session {self.user!r}@{self._tenant!r} roles={list(self.roles)!r}>"
+
 
 class TenantView:
     """Read access to one tenant's mail for one principal.
@@ -203,15 +281,21 @@ class TenantView:
     addresses of the end user whose mail this view is scoped to.
     """
 
-    __slots__ = ("_archive", "_id", "_end_user")
+    __slots__ = ("_archive", "_id", "_end_user", "_token")
 
     def __init__(
-        self, archive: Archive, id: str, end_user: Optional[Tuple[str, ...]]
+        self,
+        archive: Archive,
+        id: str,
+        end_user: Optional[Tuple[str, ...]],
+        *,
+        token: Optional[str] = None,
     ) -> None:
-        """Not for direct use: see :meth:`Archive.tenant`."""
+        """Not for direct use: see :meth:`Archive.tenant` and :meth:`Archive.login`."""
         self._archive = archive
         self._id = id
         self._end_user = end_user
+        self._token = token
 
     @property
     def id(self) -> str:
@@ -228,12 +312,66 @@ class TenantView:
         """The end user's addresses, or ``None`` for the operator's view."""
         return self._end_user
 
-    def _scope(self) -> Optional[List[str]]:
+    def _scope(self) -> Union[None, str, List[str]]:
+        if self._token is not None:
+            return self._token
         return None if self._end_user is None else list(self._end_user)
 
     def __repr__(self) -> str:
-        who = "operator" if self._end_user is None else f"end user {list(self._end_user)!r}"
+        if self._token is not None:
+            who = "a logged-in user"
+        elif self._end_user is None:
+            who = "operator"
+        else:
+            who = f"end user {list(self._end_user)!r}"
         return f"<ama.{type(self).__name__} {self._id!r} as {who}>"
+
+    def audit(
+        self,
+        *,
+        since: Optional[datetime] = None,
+        action: Optional[str] = None,
+        limit: int = 1000,
+    ) -> List[AuditEntry]:
+        """Entries of the tenant's audit log, oldest first (auditors only;
+        reading it is itself audited). ``action`` filters by name
+        (``"search"``, ``"login"``, ``"user-change"``, …); ``since`` must be
+        timezone-aware.
+        """
+        since_s = None if since is None else _micros(since) // 1_000_000
+        rows = self._archive._native.audit(
+            self._id, self._scope(), since=since_s, action=action, limit=limit
+        )
+        return [AuditEntry._from_native(r) for r in rows]
+
+    def export(
+        self,
+        path: StrPath,
+        *,
+        query: Optional[str] = None,
+        ids: Optional[Iterable[str]] = None,
+        format: Literal["zip", "mbox"] = "zip",
+    ) -> int:
+        """Exports what this principal may see — everything, a query's
+        results, or listed ids — to a new file at ``path``: a zip of ``.eml``
+        files with ``manifest.csv``/``manifest.json``, or an mboxrd file.
+        Each message's bytes are exactly the ingested ones. Returns the
+        number of messages exported; one audit entry."""
+        exported, _ = self._archive._native.export(
+            self._id,
+            self._scope(),
+            os.fspath(path),
+            query=query,
+            ids=None if ids is None else list(ids),
+            format=format,
+        )
+        return exported
+
+    def verify_audit(self) -> AuditReport:
+        """Recomputes the audit log's hash chain and reports every broken
+        link (an edited, deleted or reordered entry). Auditors only."""
+        entries, head, problems = self._archive._native.verify_audit(self._id, self._scope())
+        return AuditReport(entries, head, tuple((s, r) for s, r in problems))
 
     def search(
         self,
@@ -292,6 +430,135 @@ class Tenant(TenantView):
     def reindex(self) -> int:
         """Rebuilds the full-text index from the catalog and the blobs."""
         return self._archive._native.reindex(self._id)
+
+    def add_user(
+        self,
+        id: str,
+        *,
+        roles: Iterable[str],
+        addresses: Iterable[str] = (),
+        display_name: Optional[str] = None,
+        password: Optional[str] = None,
+    ) -> User:
+        """Adds a user. ``roles``: ``"end-user"``, ``"auditor"``, ``"admin"``.
+        A password is checked against the policy (:class:`ama.WeakPassword`)."""
+        return User._from_native(
+            self._archive._native.add_user(
+                self._id,
+                id,
+                display_name=display_name,
+                addresses=list(addresses),
+                roles=list(roles),
+                password=password,
+            )
+        )
+
+    def users(self) -> List[User]:
+        """The tenant's users, by id."""
+        return [User._from_native(u) for u in self._archive._native.users(self._id)]
+
+    def _change(self, id: str, what: str, value: str) -> User:
+        return User._from_native(self._archive._native.change_user(self._id, id, what, value))
+
+    def set_password(self, id: str, password: str) -> User:
+        """Sets a user's password (checked against the policy); lifts a lockout."""
+        return self._change(id, "password", password)
+
+    def disable_user(self, id: str) -> User:
+        """Disables a user: no more logins, his sessions stop working."""
+        return self._change(id, "active", "false")
+
+    def enable_user(self, id: str) -> User:
+        """Enables a disabled user."""
+        return self._change(id, "active", "true")
+
+    def grant_role(self, id: str, role: str) -> User:
+        """Grants ``role`` (``"end-user"``, ``"auditor"``, ``"admin"``)."""
+        return self._change(id, "grant", role)
+
+    def revoke_role(self, id: str, role: str) -> User:
+        """Revokes ``role`` (a user keeps at least one)."""
+        return self._change(id, "revoke", role)
+
+    def place_hold(
+        self,
+        name: str,
+        *,
+        reason: str,
+        query: Optional[str] = None,
+        custodian: Optional[str] = None,
+        ids: Optional[Iterable[str]] = None,
+    ) -> None:
+        """Places a legal hold by exactly one of ``query``, ``custodian``
+        (an address) or ``ids``. Held messages survive sweeps and deletion
+        requests until the hold is released."""
+        given = [x is not None for x in (query, custodian, ids)]
+        if sum(given) != 1:
+            raise InvalidArgument("give exactly one of query=, custodian= or ids=")
+        if query is not None:
+            kind, values = "query", [query]
+        elif custodian is not None:
+            kind, values = "custodian", [custodian]
+        else:
+            kind, values = "ids", list(ids or ())
+        self._archive._native.place_hold(self._id, name, kind, values, reason)
+
+    def release_hold(self, name: str, *, reason: str) -> None:
+        """Releases an active hold (audited)."""
+        self._archive._native.release_hold(self._id, name, reason)
+
+    def holds(self) -> List[Tuple[str, str, str, datetime, bool]]:
+        """``(name, scope, reason, placed_at, active)`` of every hold."""
+        return [
+            (n, sc, r, _datetime(at), active)
+            for n, sc, r, at, active in self._archive._native.holds(self._id)
+        ]
+
+    def set_retention(
+        self,
+        default: str,
+        *,
+        year_end: bool = False,
+        rules: Iterable[Tuple[str, str, str]] = (),
+        minimum: Optional[str] = None,
+        locked: bool = False,
+        four_eyes: bool = False,
+    ) -> int:
+        """Sets the retention policy: ``default`` like ``"10y"``, ``rules``
+        as ``(kind, value, period)`` with kind ``address``, ``domain`` or
+        ``direction`` (first match wins), periods counted from the end of the
+        message's year with ``year_end=True`` (GoBD). Returns how many
+        messages' retain-until were recomputed."""
+        return self._archive._native.set_retention(
+            self._id,
+            default,
+            year_end=year_end,
+            rules=list(rules),
+            minimum=minimum,
+            locked=locked,
+            four_eyes=four_eyes,
+        )
+
+    def retain_until(self, id: str) -> datetime:
+        """When message ``id`` may be deleted."""
+        return _datetime(self._archive._native.retain_until(self._id, id))
+
+    def sweep(self, at: Optional[datetime] = None) -> Tuple[List[str], List[str]]:
+        """Deletes every message past its retention that no hold covers
+        (as of ``at``, default now). Returns ``(deleted ids, held ids)``."""
+        at_s = None if at is None else _micros(at) // 1_000_000
+        deleted, held, _ = self._archive._native.sweep(self._id, at_s)
+        return deleted, held
+
+    def verify(self) -> Tuple[int, List[Tuple[str, str]], List[Tuple[Optional[str], str]]]:
+        """Decrypts every message against the hash-chained ingest log:
+        ``(verified, [(deleted id, reason)], [(id, problem)])``."""
+        verified, tombs, problems = self._archive._native.verify(self._id)
+        return verified, [(i, r) for i, r, _ in tombs], problems
+
+    def add_address(self, id: str, address: str) -> User:
+        """Adds one of the user's own addresses."""
+        return self._change(id, "add_address", address)
 
     def ingest(
         self,

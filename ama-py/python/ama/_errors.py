@@ -11,6 +11,10 @@ also :class:`LookupError`, so generic handlers keep working.
     ├── InvalidArgument       (ValueError) a bad id, limit, sort, datetime …
     ├── QueryError            (ValueError) a search that cannot be parsed; .position
     ├── AccessDenied          the principal may not do this
+    ├── Unauthenticated       a login or session was refused (same message whatever was wrong)
+    │   └── LockedOut         too many failed logins; .retry_after seconds
+    ├── IdentityError         (ValueError) a user, address or directory setting was refused
+    │   └── WeakPassword      the password does not meet the policy (the message says why)
     ├── NotFound              (LookupError) no such message, or not visible; .id
     ├── IngestError           (ValueError) a message refused at ingest
     ├── TenantError           (ValueError) invalid tenant id or setting
@@ -35,6 +39,10 @@ __all__ = [
     "InvalidArgument",
     "QueryError",
     "AccessDenied",
+    "Unauthenticated",
+    "LockedOut",
+    "IdentityError",
+    "WeakPassword",
     "NotFound",
     "IngestError",
     "TenantError",
@@ -77,6 +85,30 @@ class QueryError(Error, ValueError):
 
 class AccessDenied(Error):
     """The principal may not do this."""
+
+
+class Unauthenticated(Error):
+    """A login, token or session was refused: unknown user, wrong password,
+    disabled user, or an expired, idle or logged-out session (the message is
+    the same whatever was wrong)."""
+
+
+class LockedOut(Unauthenticated):
+    """Too many failed logins; ``retry_after`` is the number of seconds to wait."""
+
+    retry_after: Optional[int]
+
+    def __init__(self, message: str, retry_after: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class IdentityError(Error, ValueError):
+    """A user id, address, role or directory setting was refused, or the user is unknown."""
+
+
+class WeakPassword(IdentityError):
+    """The password does not meet the policy; the message says why."""
 
 
 class NotFound(Error, LookupError):

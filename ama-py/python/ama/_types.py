@@ -30,6 +30,9 @@ __all__ = [
     "ImportProgress",
     "ImportSummary",
     "Refusal",
+    "User",
+    "AuditEntry",
+    "AuditReport",
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -329,3 +332,71 @@ class ImportSummary:
     refused: int
     bytes: int
     refusals: Tuple[Refusal, ...]
+
+
+@dataclass(frozen=True)
+class User:
+    """A user of a tenant (no password material)."""
+
+    id: str
+    display_name: str
+    addresses: Tuple[str, ...]
+    roles: Tuple[str, ...]
+    active: bool
+    source: str
+    has_password: bool
+    last_login: Optional[datetime]
+
+    @classmethod
+    def _from_native(cls, t: _ama._User) -> User:
+        return cls(
+            t[0],
+            t[1],
+            tuple(t[2]),
+            tuple(t[3]),
+            t[4],
+            t[5],
+            t[6],
+            None if t[7] is None else _datetime(t[7]),
+        )
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One entry of a tenant's audit log: who did what, when, to which
+    messages, and how it ended."""
+
+    seq: int
+    at: datetime
+    user: Optional[str]
+    roles: Tuple[str, ...]
+    frontend: str
+    source: Optional[str]
+    action: str
+    detail: str
+    messages: Tuple[str, ...]
+    outcome: str
+    reason: Optional[str]
+    prev_hash: str = field(repr=False)
+
+    @classmethod
+    def _from_native(cls, t: _ama._AuditEntry) -> AuditEntry:
+        at = _EPOCH + timedelta(milliseconds=t[1])
+        return cls(
+            t[0], at, t[2], tuple(t[3]), t[4], t[5], t[6], t[7], tuple(t[8]), t[9], t[10], t[11]
+        )
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """What verifying a tenant's audit chain found. ``problems`` lists
+    ``(entry number, what is wrong)``, first first; empty when intact."""
+
+    entries: int
+    head_hash: str
+    problems: Tuple[Tuple[int, str], ...]
+
+    @property
+    def intact(self) -> bool:
+        """Whether the chain is unbroken."""
+        return not self.problems
