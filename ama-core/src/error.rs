@@ -152,6 +152,42 @@ pub enum KeyError {
     /// Argon2 failed (bad parameters or out of memory).
     #[error("key derivation failed: {0}")]
     Kdf(String),
+    /// The tenant was destroyed (crypto-shredded): its keys can never be
+    /// unwrapped again, and no new key is wrapped for its id.
+    #[error("tenant {0:?} was destroyed: its keys no longer exist")]
+    TenantDestroyed(String),
+    /// A key is wrapped under a tenant key-encryption key, but the key store
+    /// holds none for that tenant (another key store, or a damaged one).
+    #[error("the key store holds no key-encryption key for tenant {0:?}: wrong key store?")]
+    NoTenantKek(String),
+    /// A remote key service could not be reached: connection refused,
+    /// timed out, or the TLS handshake failed on the client's side (the
+    /// service's certificate is not trusted).
+    #[error("key service {service} is unreachable: {reason}")]
+    ServiceUnreachable {
+        /// The service address.
+        service: String,
+        /// What failed.
+        reason: String,
+    },
+    /// A remote key service refused this client: its certificate was not
+    /// accepted, or it may not act on this tenant.
+    #[error("key service {service} refused the request: {reason}")]
+    ServiceRefused {
+        /// The service address.
+        service: String,
+        /// Why, as far as the service said.
+        reason: String,
+    },
+    /// A remote key service answered with an error or with something this
+    /// client does not understand (another protocol version, a bad frame).
+    #[error("key service {service} failed: {reason}")]
+    ServiceFailed {
+        /// The service address.
+        service: String,
+        /// What it said.
+        reason: String,
+    },
 }
 
 /// Blob store failures.

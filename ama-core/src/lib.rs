@@ -80,7 +80,7 @@ pub use identity::{
     IdentityOptions, Session, User, UserSource, UserSpec,
 };
 pub use index::Sort;
-pub use keys::{KdfParams, KeyService, LocalKeyStore, Unlock};
+pub use keys::{KdfParams, KeyService, LocalKeyStore, TenantKeyState, Unlock};
 pub use message::{
     Anomaly, AttachmentInfo, Delivery, Envelope, Mailbox, MessageId, MessageInfo, MessageMeta,
     Receipt, Source,
