@@ -73,6 +73,11 @@ pub struct ArchiveOptions {
     /// crash may then be lost (never entries of changes, which commit with
     /// the change).
     pub durable_read_audit: bool,
+    /// Where the local key store file is (default `keys/keystore.json` in
+    /// the data directory). Keep it outside the data directory (another
+    /// disk, a secrets mount) so that a copy of the data directory alone
+    /// holds no tenant KEK: after `tenant destroy` such a copy is unreadable.
+    pub keystore: Option<PathBuf>,
 }
 
 impl Default for ArchiveOptions {
@@ -83,7 +88,17 @@ impl Default for ArchiveOptions {
             index_cache_bytes: 32 * 1024 * 1024,
             identity: IdentityOptions::default(),
             durable_read_audit: true,
+            keystore: None,
         }
+    }
+}
+
+impl ArchiveOptions {
+    /// The key store file for the archive in `dir`.
+    pub fn keystore_path(&self, dir: &Path) -> PathBuf {
+        self.keystore
+            .clone()
+            .unwrap_or_else(|| LocalKeyStore::path_in(dir))
     }
 }
 
@@ -161,6 +176,9 @@ pub struct Archive {
     dir: PathBuf,
     catalog: Catalog,
     keys: Arc<dyn KeyService>,
+    /// The local key store, when the archive was opened with one (for
+    /// `rotate-master`); `None` with another key service.
+    local_keys: Option<Arc<LocalKeyStore>>,
     store: Arc<dyn BlobStore>,
     options: ArchiveOptions,
     tenants: RwLock<HashMap<TenantId, Arc<TenantState>>>,
@@ -201,11 +219,14 @@ impl Archive {
     /// hold an archive) with a local key store unlocked by `unlock`.
     pub fn create(dir: impl AsRef<Path>, unlock: &Unlock, options: ArchiveOptions) -> Result<Self> {
         let dir = dir.as_ref();
-        let ks_path = LocalKeyStore::path_in(dir);
+        let ks_path = options.keystore_path(dir);
         if ks_path.exists() || dir.join("catalog.redb").exists() {
             return Err(Error::DataDir {
                 path: dir.display().to_string(),
-                reason: "already holds an archive".into(),
+                reason: format!(
+                    "already holds an archive (or key store {} exists)",
+                    ks_path.display()
+                ),
             });
         }
         if let Unlock::Passphrase(p) = unlock {
@@ -218,19 +239,24 @@ impl Archive {
             }
         }
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let ks = LocalKeyStore::create(&ks_path, unlock, options.kdf)?;
+        let ks = Arc::new(LocalKeyStore::create(&ks_path, unlock, options.kdf)?);
         let store = LocalStore::open(dir.join("blobs"))?;
-        Self::open_with(dir, Arc::new(ks), Arc::new(store), options)
+        let mut archive = Self::open_with(dir, ks.clone(), Arc::new(store), options)?;
+        archive.local_keys = Some(ks);
+        Ok(archive)
     }
 
     /// Opens the archive in `dir` with its local key store.
     pub fn open(dir: impl AsRef<Path>, unlock: &Unlock, options: ArchiveOptions) -> Result<Self> {
         let dir = dir.as_ref();
-        let ks_path = LocalKeyStore::path_in(dir);
+        let ks_path = options.keystore_path(dir);
         if !ks_path.exists() {
             return Err(Error::DataDir {
                 path: dir.display().to_string(),
-                reason: "not an ama archive (no keys/keystore.json; run `ama init` first)".into(),
+                reason: format!(
+                    "not an ama archive, or its key store is elsewhere (no {}; run `ama init` first)",
+                    ks_path.display()
+                ),
             });
         }
         if dir.join("stores.json").exists() {
@@ -242,9 +268,11 @@ impl Archive {
                     .into(),
             });
         }
-        let ks = LocalKeyStore::open(&ks_path, unlock)?;
+        let ks = Arc::new(LocalKeyStore::open(&ks_path, unlock)?);
         let store = LocalStore::open(dir.join("blobs"))?;
-        Self::open_with(dir, Arc::new(ks), Arc::new(store), options)
+        let mut archive = Self::open_with(dir, ks.clone(), Arc::new(store), options)?;
+        archive.local_keys = Some(ks);
+        Ok(archive)
     }
 
     /// Opens (or initialises) the catalog and indexes in `dir` with any key
@@ -262,6 +290,7 @@ impl Archive {
             dir,
             catalog,
             keys,
+            local_keys: None,
             store,
             options,
             tenants: RwLock::new(HashMap::new()),
@@ -272,7 +301,13 @@ impl Archive {
         // Bring every index up to date with what the catalog committed.
         if archive.catalog.read()?.pending_index_len()? > 0 {
             for t in archive.catalog.read()?.tenants()? {
-                archive.state(&t.tenant.id)?;
+                match archive.state(&t.tenant.id) {
+                    // Leftovers of an interrupted `destroy_tenant`.
+                    Err(Error::Key(crate::KeyError::TenantDestroyed(_))) => {}
+                    r => {
+                        r?;
+                    }
+                }
             }
         }
         Ok(archive)
@@ -286,6 +321,17 @@ impl Archive {
     /// The options in force.
     pub fn options(&self) -> &ArchiveOptions {
         &self.options
+    }
+
+    /// The key service wrapping the tenant keys.
+    pub fn key_service(&self) -> &Arc<dyn KeyService> {
+        &self.keys
+    }
+
+    /// The local key store, when the archive was opened with one
+    /// ([`Archive::open`], [`Archive::create`], [`Archive::open_with_store`]).
+    pub fn local_key_store(&self) -> Option<&Arc<LocalKeyStore>> {
+        self.local_keys.as_ref()
     }
 
     pub(crate) fn catalog(&self) -> &Catalog {
@@ -363,6 +409,9 @@ impl Archive {
         if txn.tenant(spec.id.as_str())?.is_some() {
             return Err(TenantError::Exists(spec.id.to_string()).into());
         }
+        if txn.shred(spec.id.as_str())?.is_some() {
+            return Err(crate::KeyError::TenantDestroyed(spec.id.to_string()).into());
+        }
         txn.put_tenant(&record)?;
         crate::audit::append_entry(
             &mut txn,
@@ -381,14 +430,17 @@ impl Archive {
         Ok(tenant)
     }
 
-    /// Every tenant, by id.
+    /// Every tenant, by id (not those being destroyed: see
+    /// [`Archive::destroyed_tenants`]).
     pub fn tenants(&self) -> Result<Vec<Tenant>> {
-        Ok(self
-            .catalog
-            .read()?
+        let rtxn = self.catalog.read()?;
+        let shredding: std::collections::HashSet<String> =
+            rtxn.shreds()?.into_iter().map(|r| r.tenant).collect();
+        Ok(rtxn
             .tenants()?
             .into_iter()
             .map(|r| r.tenant)
+            .filter(|t| !shredding.contains(t.id.as_str()))
             .collect())
     }
 
@@ -444,11 +496,14 @@ impl Archive {
         if let Some(s) = self.read_tenants()?.get(id) {
             return Ok(s.clone());
         }
-        let record = self
-            .catalog
-            .read()?
-            .tenant(id.as_str())?
-            .ok_or_else(|| TenantError::Unknown(id.to_string()))?;
+        let record = {
+            let rtxn = self.catalog.read()?;
+            if rtxn.shred(id.as_str())?.is_some() {
+                return Err(crate::KeyError::TenantDestroyed(id.to_string()).into());
+            }
+            rtxn.tenant(id.as_str())?
+                .ok_or_else(|| TenantError::Unknown(id.to_string()))?
+        };
         let tk = self.keys.unwrap_tenant_key(id, &record.wrapped_key)?;
         let keys = TenantKeys::derive(&tk);
         let (index, _replaced) = TenantIndex::open(
@@ -481,6 +536,19 @@ impl Archive {
             .map_err(|_| Error::AccessDenied("tenant table lock poisoned".into()))?
             .insert(id.clone(), state.clone());
         Ok(state)
+    }
+
+    /// Drops a tenant's open state (keys, index) from memory; the next use
+    /// opens it again from the catalog.
+    pub(crate) fn forget_tenant(&self, id: &TenantId) {
+        let _guard = self.opening.lock().unwrap_or_else(|p| p.into_inner());
+        self.tenants
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        if let Ok(mut cache) = self.tenant_cache.write() {
+            *cache = None;
+        }
     }
 
     fn read_tenants(

@@ -25,6 +25,8 @@
 //! | `ingest_log` | (tenant, sequence number) | sealed, hash-chained (message id, SHA-256) |
 //! | `ingest_head` | tenant id | sealed head of the ingest log |
 //! | `deletion_requests` | tenant id | sealed deletion requests awaiting a second auditor |
+//! | `shreds` | tenant id | [`ShredRecord`]: a tenant being or having been destroyed ([`crate::shred`]) |
+//! | `rotations` | tenant id | [`RotationRecord`]: a tenant key rotation under way ([`crate::rotation`]) |
 //!
 //! Keys never hold personal data: tenant ids are operator-chosen names,
 //! message ids are opaque, dedup keys are HMACs under a per-tenant key.
@@ -65,6 +67,8 @@ const RETENTION: TableDefinition<(&str, u128), i64> = TableDefinition::new("rete
 const TOMBSTONES: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("tombstones");
 const PURGE_PENDING: TableDefinition<(&str, u128), ()> = TableDefinition::new("purge_pending");
 const INGEST_LOG: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("ingest_log");
+const SHREDS: TableDefinition<&str, &[u8]> = TableDefinition::new("shreds");
+const ROTATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("rotations");
 
 /// A per-tenant table of sealed values keyed by a hash (users, credentials).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +138,50 @@ pub struct MessageRecord {
     pub stored_size: u64,
     /// Sealed [`crate::archive::SealedMessage`].
     pub sealed: Vec<u8>,
+}
+
+/// How far the destruction of a tenant got ([`crate::shred`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShredPhase {
+    /// Recorded, the key not yet destroyed (the tenant may still be intact).
+    Intent,
+    /// The key service destroyed the tenant key; data may be left to purge.
+    KeyDestroyed,
+    /// Every trace of the tenant's data is gone.
+    Done,
+}
+
+/// A tenant being destroyed or destroyed: kept for good, so the
+/// destruction is on record and its id is not silently reused. Holds no
+/// personal data: the operator-chosen id, the random storage id, times.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShredRecord {
+    /// The tenant id.
+    pub tenant: String,
+    /// Its storage id (blob prefix and index directory), to purge leftovers.
+    pub storage_id: String,
+    /// Who asked (frontend and user, if any).
+    pub by: String,
+    /// When it was asked (Unix seconds).
+    pub requested_at: i64,
+    /// When the data was gone (Unix seconds).
+    pub finished_at: Option<i64>,
+    /// How far it got.
+    pub phase: ShredPhase,
+}
+
+/// A tenant key rotation under way ([`crate::rotation`]): both wrapped keys,
+/// so a crash at any point can be resumed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RotationRecord {
+    /// The wrapped key the tenant had when the rotation started.
+    pub old_wrapped: Vec<u8>,
+    /// The wrapped new tenant key.
+    pub new_wrapped: Vec<u8>,
+    /// When it started (Unix seconds).
+    pub started_at: i64,
+    /// Whether the catalog is re-sealed (then only the index swap is left).
+    pub catalog_done: bool,
 }
 
 /// Per-tenant counters, kept in the same transactions as the messages.
@@ -240,6 +288,8 @@ impl Catalog {
             txn.open_table(TOMBSTONES)?;
             txn.open_table(PURGE_PENDING)?;
             txn.open_table(INGEST_LOG)?;
+            txn.open_table(SHREDS)?;
+            txn.open_table(ROTATIONS)?;
         }
         txn.commit()?;
         Ok(Catalog { db })
@@ -284,6 +334,33 @@ impl ReadTxn {
             out.push(decode(v.value(), &format!("tenant {}", k.value()))?);
         }
         Ok(out)
+    }
+
+    /// The destruction record of a tenant, if it is being or was destroyed.
+    pub fn shred(&self, id: &str) -> Result<Option<ShredRecord>> {
+        let t = self.txn.open_table(SHREDS)?;
+        t.get(id)?
+            .map(|v| decode(v.value(), &format!("shred record {id}")))
+            .transpose()
+    }
+
+    /// Every destruction record, by tenant id.
+    pub fn shreds(&self) -> Result<Vec<ShredRecord>> {
+        let t = self.txn.open_table(SHREDS)?;
+        let mut out = Vec::new();
+        for e in t.iter()? {
+            let (k, v) = e?;
+            out.push(decode(v.value(), &format!("shred record {}", k.value()))?);
+        }
+        Ok(out)
+    }
+
+    /// The key rotation under way for a tenant, if any.
+    pub fn rotation(&self, id: &str) -> Result<Option<RotationRecord>> {
+        let t = self.txn.open_table(ROTATIONS)?;
+        t.get(id)?
+            .map(|v| decode(v.value(), &format!("rotation record {id}")))
+            .transpose()
     }
 
     /// A message record.
@@ -466,6 +543,102 @@ impl WriteTxn {
     pub fn put_tenant(&mut self, rec: &TenantRecord) -> Result<()> {
         let mut t = self.txn.open_table(TENANTS)?;
         t.insert(rec.tenant.id.as_str(), encode(rec)?.as_slice())?;
+        Ok(())
+    }
+
+    /// The destruction record of a tenant.
+    pub fn shred(&self, id: &str) -> Result<Option<ShredRecord>> {
+        let t = self.txn.open_table(SHREDS)?;
+        let v = t.get(id)?;
+        v.map(|v| decode(v.value(), &format!("shred record {id}")))
+            .transpose()
+    }
+
+    /// Inserts or replaces a destruction record.
+    pub fn put_shred(&mut self, rec: &ShredRecord) -> Result<()> {
+        let mut t = self.txn.open_table(SHREDS)?;
+        t.insert(rec.tenant.as_str(), encode(rec)?.as_slice())?;
+        Ok(())
+    }
+
+    /// The key rotation under way for a tenant.
+    pub fn rotation(&self, id: &str) -> Result<Option<RotationRecord>> {
+        let t = self.txn.open_table(ROTATIONS)?;
+        let v = t.get(id)?;
+        v.map(|v| decode(v.value(), &format!("rotation record {id}")))
+            .transpose()
+    }
+
+    /// Records (or updates) a key rotation under way.
+    pub fn put_rotation(&mut self, id: &str, rec: &RotationRecord) -> Result<()> {
+        let mut t = self.txn.open_table(ROTATIONS)?;
+        t.insert(id, encode(rec)?.as_slice())?;
+        Ok(())
+    }
+
+    /// Drops a finished key rotation.
+    pub fn remove_rotation(&mut self, id: &str) -> Result<()> {
+        self.txn.open_table(ROTATIONS)?.remove(id)?;
+        Ok(())
+    }
+
+    /// Removes every row of `tenant` from every per-tenant table, the
+    /// tenant record included (not its destruction record).
+    pub fn purge_tenant(&mut self, tenant: &str) -> Result<()> {
+        for def in [TENANTS, STATS, AUDIT_HEAD, DIRECTORY, POLICY, HOLDS, INGEST_HEAD]
+            .into_iter()
+            .chain([DELETION_REQUESTS, ROTATIONS])
+        {
+            self.txn.open_table(def)?.remove(tenant)?;
+        }
+        for def in [MESSAGES, TOMBSTONES] {
+            self.txn
+                .open_table(def)?
+                .retain_in((tenant, 0u128)..=(tenant, u128::MAX), |_, _| false)?;
+        }
+        self.txn
+            .open_table(PENDING_INDEX)?
+            .retain_in((tenant, 0u128)..=(tenant, u128::MAX), |_, _| false)?;
+        self.txn
+            .open_table(PURGE_PENDING)?
+            .retain_in((tenant, 0u128)..=(tenant, u128::MAX), |_, _| false)?;
+        self.txn
+            .open_table(RETENTION)?
+            .retain_in((tenant, 0u128)..=(tenant, u128::MAX), |_, _| false)?;
+        for def in [AUDIT, INGEST_LOG] {
+            self.txn
+                .open_table(def)?
+                .retain_in((tenant, 0u64)..=(tenant, u64::MAX), |_, _| false)?;
+        }
+        {
+            let mut t = self.txn.open_table(DEDUP)?;
+            let keys: Vec<Vec<u8>> = {
+                let lo: (&str, &[u8]) = (tenant, &[]);
+                let mut keys = Vec::new();
+                for e in t.range(lo..)? {
+                    let (k, _) = e?;
+                    let (kt, kh) = k.value();
+                    if kt != tenant {
+                        break;
+                    }
+                    keys.push(kh.to_vec());
+                }
+                keys
+            };
+            for k in keys {
+                t.remove((tenant, k.as_slice()))?;
+            }
+        }
+        for def in [USERS, CREDENTIALS] {
+            let mut t = self.txn.open_table(def)?;
+            let keys: Vec<Vec<u8>> = hashed_range(&t, tenant)?
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            for k in keys {
+                t.remove((tenant, k.as_slice()))?;
+            }
+        }
         Ok(())
     }
 

@@ -59,6 +59,7 @@ pub mod parse;
 pub mod proof;
 pub mod query;
 pub mod retention;
+pub mod shred;
 pub mod store;
 pub mod tenant;
 pub mod view;
@@ -93,3 +94,4 @@ pub use retention::{
 };
 pub use store::{BlobKey, BlobStore, LocalStore, MemoryStore};
 pub use tenant::{Region, Retention, Tenant, TenantId, TenantSpec};
+pub use shred::{DestroyedTenant, ShredReport};

@@ -46,15 +46,20 @@ impl Archive {
         options: ArchiveOptions,
     ) -> Result<Self> {
         let dir = dir.as_ref();
-        let ks_path = LocalKeyStore::path_in(dir);
+        let ks_path = options.keystore_path(dir);
         if !ks_path.exists() {
             return Err(Error::DataDir {
                 path: dir.display().to_string(),
-                reason: "not an ama archive (no keys/keystore.json; run `ama init` first)".into(),
+                reason: format!(
+                    "not an ama archive, or its key store is elsewhere (no {}; run `ama init` first)",
+                    ks_path.display()
+                ),
             });
         }
-        let ks = LocalKeyStore::open(&ks_path, unlock)?;
-        Self::open_with(dir, Arc::new(ks), store, options)
+        let ks = Arc::new(LocalKeyStore::open(&ks_path, unlock)?);
+        let mut archive = Self::open_with(dir, ks.clone(), store, options)?;
+        archive.local_keys = Some(ks);
+        Ok(archive)
     }
 
     /// The blob store in use.
