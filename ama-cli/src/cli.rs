@@ -70,6 +70,30 @@ pub struct Global {
     /// unless this is given. Without either, blobs live in DATA/blobs.
     #[arg(long, global = true, env = "AMA_STORES", value_name = "FILE")]
     pub stores: Option<PathBuf>,
+
+    /// Unlock tenant keys through the key service at ADDR (host:port, see
+    /// docs/KEY-SERVICE.md) instead of a local key store: the data
+    /// directory then holds no master key. Needs --key-service-ca,
+    /// --client-cert and --client-key. With `init` the four are recorded
+    /// in DATA/key-service.json; later commands use that file unless given.
+    #[arg(long, global = true, env = "AMA_KEY_SERVICE", value_name = "ADDR")]
+    pub key_service: Option<String>,
+
+    /// CA certificate (PEM) that signed the key service's certificate.
+    #[arg(long, global = true, env = "AMA_KEY_SERVICE_CA", value_name = "FILE")]
+    pub key_service_ca: Option<PathBuf>,
+
+    /// Name on the key service's certificate, if not the host of --key-service.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub key_service_name: Option<String>,
+
+    /// This node's client certificate (PEM) for the key service.
+    #[arg(long, global = true, env = "AMA_CLIENT_CERT", value_name = "FILE")]
+    pub client_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --client-cert.
+    #[arg(long, global = true, env = "AMA_CLIENT_KEY", value_name = "FILE")]
+    pub client_key: Option<PathBuf>,
 }
 
 /// The commands.
@@ -77,6 +101,13 @@ pub struct Global {
 pub enum Command {
     /// Create a new, empty archive in the data directory.
     Init,
+    /// Run the separate key service (its own directory and passphrase) that
+    /// archive nodes reach with --key-service: init, serve.
+    KeyService {
+        /// Key service command.
+        #[command(subcommand)]
+        command: KeyServiceCommand,
+    },
     /// Create and list tenants.
     Tenant {
         /// Tenant command.
@@ -378,6 +409,44 @@ pub struct ServeArgs {
     /// Unpack Microsoft Exchange / Microsoft 365 journal reports sent to this tenant (repeatable).
     #[arg(long = "journal-tenant", value_name = "ID")]
     pub journal_tenants: Vec<TenantId>,
+}
+
+/// `ama key-service …`
+#[derive(Debug, Subcommand)]
+pub enum KeyServiceCommand {
+    /// Create the key service's key store in DIR (passphrase from
+    /// AMA_PASSPHRASE, --passphrase-file or --key-file, as for `ama init`).
+    Init {
+        /// The key service's own directory (never an archive's data directory).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Serve wrap/unwrap/destroy to archive nodes over mutually
+    /// authenticated TLS until killed; logs every request to stderr.
+    Serve(KeyServiceServeArgs),
+}
+
+/// `ama key-service serve`
+#[derive(Debug, Args)]
+pub struct KeyServiceServeArgs {
+    /// The key service's directory (see `ama key-service init`).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Address to listen on, e.g. 10.0.0.5:7443 or 127.0.0.1:7443.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: String,
+    /// The service's PEM certificate chain.
+    #[arg(long, value_name = "FILE")]
+    pub cert: PathBuf,
+    /// The PEM private key of --cert.
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// PEM CA certificate(s): only clients with a certificate they signed are served.
+    #[arg(long, value_name = "FILE")]
+    pub client_ca: PathBuf,
+    /// Connections served at the same time.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_connections: u16,
 }
 
 /// `ama tenant …`

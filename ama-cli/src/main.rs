@@ -32,6 +32,7 @@ mod directory;
 mod export;
 mod imap;
 mod import;
+mod keyservice;
 mod output;
 mod read;
 mod retention;
@@ -79,6 +80,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let g = &cli.global;
     match &cli.command {
         Command::Init => tenants::init(g),
+        Command::KeyService { command } => keyservice::run(g, command),
         Command::Tenant { command } => match command {
             TenantCommand::Add(args) => tenants::add(g, args),
             TenantCommand::List(args) => tenants::list(g, args),

@@ -29,7 +29,8 @@ fn load(g: &Global) -> anyhow::Result<Option<StoresConfig>> {
 /// The configured stores of an existing archive; `None` for the default.
 pub fn configured(g: &Global) -> anyhow::Result<Option<OpenStores>> {
     // Not an archive (yet): let the engine say so, and create nothing.
-    if !LocalKeyStore::path_in(&g.data).exists() {
+    // (An archive on a key service has a catalog but no key store.)
+    if !LocalKeyStore::path_in(&g.data).exists() && !g.data.join("catalog.redb").exists() {
         return Ok(None);
     }
     let Some(config) = load(g)? else {

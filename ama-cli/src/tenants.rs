@@ -20,7 +20,7 @@ pub fn init(g: &Global) -> anyhow::Result<()> {
         "created an empty archive in {}",
         archive.data_dir().display()
     )?;
-    if g.kdf_fast {
+    if g.kdf_fast && g.key_service.is_none() {
         writeln!(
             std::io::stderr().lock(),
             "ama: warning: the key store uses INSECURE fast key derivation \

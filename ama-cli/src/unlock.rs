@@ -52,24 +52,36 @@ fn passphrase_from_file(path: &Path) -> anyhow::Result<Unlock> {
     Ok(Unlock::passphrase(text))
 }
 
-/// Opens the archive in the data directory.
+/// Opens the archive in the data directory: through its key service
+/// (`--key-service` or `DATA/key-service.json`), else its local key store.
 pub fn open(g: &Global) -> anyhow::Result<Archive> {
-    let unlock = unlock(g)?;
-    // The blob stores of DATA/stores.json (or --stores), else DATA/blobs.
-    let archive = match crate::stores::configured(g)? {
-        Some(stores) => {
-            Archive::open_with_store(&g.data, &unlock, stores.store, ArchiveOptions::default())
-        }
-        None => Archive::open(&g.data, &unlock, ArchiveOptions::default()),
-    }
-    .with_context(|| format!("cannot open the archive in {}", g.data.display()))?;
+    let archive = match crate::keyservice::configured(g)? {
+        Some(remote) => crate::keyservice::open_archive(g, &remote)?,
+        None => open_local(g)?,
+    };
     // Users of tenants with a directory log in over LDAP (serve, and the CLI).
     archive.set_authenticator(std::sync::Arc::new(ama_ldap::LdapAuthenticator::new()));
     Ok(archive)
 }
 
-/// Creates a new archive in the data directory.
+fn open_local(g: &Global) -> anyhow::Result<Archive> {
+    let unlock = unlock(g)?;
+    // The blob stores of DATA/stores.json (or --stores), else DATA/blobs.
+    match crate::stores::configured(g)? {
+        Some(stores) => {
+            Archive::open_with_store(&g.data, &unlock, stores.store, ArchiveOptions::default())
+        }
+        None => Archive::open(&g.data, &unlock, ArchiveOptions::default()),
+    }
+    .with_context(|| format!("cannot open the archive in {}", g.data.display()))
+}
+
+/// Creates a new archive in the data directory (on the key service, with
+/// `--key-service`).
 pub fn create(g: &Global) -> anyhow::Result<Archive> {
+    if let Some(remote) = crate::keyservice::for_init(g)? {
+        return crate::keyservice::create_archive(g, &remote);
+    }
     let unlock = unlock(g)?;
     let kdf = if g.kdf_fast {
         KdfParams::insecure_fast()

@@ -275,6 +275,27 @@ impl Archive {
         Ok(archive)
     }
 
+    /// Creates a new archive in `dir` whose tenant keys are wrapped by
+    /// `keys` (a remote key service, say): no key store is written, so the
+    /// data directory never holds anything that derives a master key.
+    /// Refuses a directory that already holds an archive.
+    pub fn create_with(
+        dir: impl AsRef<Path>,
+        keys: Arc<dyn KeyService>,
+        store: Arc<dyn BlobStore>,
+        options: ArchiveOptions,
+    ) -> Result<Self> {
+        let dir = dir.as_ref();
+        if LocalKeyStore::path_in(dir).exists() || dir.join("catalog.redb").exists() {
+            return Err(Error::DataDir {
+                path: dir.display().to_string(),
+                reason: "already holds an archive".into(),
+            });
+        }
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        Self::open_with(dir, keys, store, options)
+    }
+
     /// Opens (or initialises) the catalog and indexes in `dir` with any key
     /// service and blob store: the embedding entry point.
     pub fn open_with(

@@ -62,6 +62,14 @@ impl SecretKey {
         SecretKey(out)
     }
 
+    /// The raw key bytes, for a [`crate::KeyService`] that must move a key
+    /// across a process boundary (the remote key service sends a tenant key
+    /// to be wrapped over mutually authenticated TLS). Copy it only into
+    /// buffers that are zeroized after use.
+    pub fn expose_secret(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+
     /// The raw bytes (tests compare keys through this).
     #[cfg(test)]
     pub(crate) fn expose(&self) -> &[u8; KEY_LEN] {
