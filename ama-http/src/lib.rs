@@ -54,6 +54,7 @@ mod api;
 mod auth;
 mod export;
 mod extract;
+mod linger;
 pub mod metrics;
 pub mod openapi;
 mod page;
@@ -267,7 +268,16 @@ async fn outer(State(st): State<AppState>, req: Request, next: Next) -> Response
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    // Over HTTP/1, whatever the handler leaves unread of the body comes
+    // back here to be drained (see `linger`).
+    let (req, unread) = if req.version() <= axum::http::Version::HTTP_11 {
+        let (req, rx) = linger::track(req);
+        (req, Some(rx))
+    } else {
+        (req, None)
+    };
     let mut resp = if declared.is_some_and(|n| n > st.config.max_body as u64) {
+        drop(req);
         Problem::new(
             Kind::PayloadTooLarge,
             format!("the request body is over {} bytes", st.config.max_body),
@@ -279,6 +289,12 @@ async fn outer(State(st): State<AppState>, req: Request, next: Next) -> Response
             Err(_) => Problem::new(Kind::Timeout, "the request took too long").into_response(),
         }
     };
+    if let Some(Ok(rest)) = unread.map(|mut rx| rx.try_recv())
+        && !linger::drain(rest, linger::DRAIN_BYTES, linger::DRAIN_TIME).await
+    {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if let Some(kind) = resp.extensions().get::<Kind>() {
         st.metrics.problem(kind.slug());
     }
