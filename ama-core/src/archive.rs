@@ -151,7 +151,7 @@ pub(crate) struct TenantKeys {
 }
 
 impl TenantKeys {
-    fn derive(tk: &SecretKey) -> Self {
+    pub(crate) fn derive(tk: &SecretKey) -> Self {
         TenantKeys {
             catalog: tk.derive("catalog"),
             dedup: tk.derive("dedup"),
@@ -525,6 +525,9 @@ impl Archive {
             rtxn.tenant(id.as_str())?
                 .ok_or_else(|| TenantError::Unknown(id.to_string()))?
         };
+        // A key rotation interrupted after its catalog commit: drop the
+        // index under the old key before opening (it is rebuilt below).
+        self.finish_rotation(id)?;
         let tk = self.keys.unwrap_tenant_key(id, &record.wrapped_key)?;
         let keys = TenantKeys::derive(&tk);
         let (index, _replaced) = TenantIndex::open(

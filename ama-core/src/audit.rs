@@ -419,11 +419,11 @@ impl AuditReport {
     }
 }
 
-fn entry_aad(tenant: &TenantId, seq: u64) -> Vec<u8> {
+pub(crate) fn entry_aad(tenant: &TenantId, seq: u64) -> Vec<u8> {
     format!("ama/audit/v1|{tenant}|{seq}").into_bytes()
 }
 
-fn head_aad(tenant: &TenantId) -> Vec<u8> {
+pub(crate) fn head_aad(tenant: &TenantId) -> Vec<u8> {
     format!("ama/audit-head/v1|{tenant}").into_bytes()
 }
 

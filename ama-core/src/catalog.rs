@@ -118,6 +118,24 @@ impl TenantTable {
     }
 }
 
+/// A per-tenant table of sealed values keyed by a sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqTable {
+    /// The audit log.
+    Audit,
+    /// The ingest log.
+    IngestLog,
+}
+
+impl SeqTable {
+    fn def(self) -> TableDefinition<'static, (&'static str, u64), &'static [u8]> {
+        match self {
+            SeqTable::Audit => AUDIT,
+            SeqTable::IngestLog => INGEST_LOG,
+        }
+    }
+}
+
 /// A tenant as stored: its settings plus what only the engine needs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TenantRecord {
@@ -582,12 +600,98 @@ impl WriteTxn {
         Ok(())
     }
 
+    /// Every message record of a tenant (for a key rotation).
+    pub fn messages_all(&self, tenant: &str) -> Result<Vec<(MessageId, MessageRecord)>> {
+        let t = self.txn.open_table(MESSAGES)?;
+        let mut out = Vec::new();
+        for e in t.range((tenant, 0u128)..=(tenant, u128::MAX))? {
+            let (k, v) = e?;
+            let id = MessageId::from_u128(k.value().1);
+            out.push((id, decode(v.value(), &format!("message {id}"))?));
+        }
+        Ok(out)
+    }
+
+    /// Every sealed value of a tenant in a sequence-keyed table.
+    pub fn seq_all(&self, table: SeqTable, tenant: &str) -> Result<Vec<(u64, Vec<u8>)>> {
+        let t = self.txn.open_table(table.def())?;
+        let mut out = Vec::new();
+        for e in t.range((tenant, 0u64)..=(tenant, u64::MAX))? {
+            let (k, v) = e?;
+            out.push((k.value().1, v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Replaces a sealed value in a sequence-keyed table.
+    pub fn put_seq(
+        &mut self,
+        table: SeqTable,
+        tenant: &str,
+        seq: u64,
+        sealed: &[u8],
+    ) -> Result<()> {
+        self.txn
+            .open_table(table.def())?
+            .insert((tenant, seq), sealed)?;
+        Ok(())
+    }
+
+    /// Every sealed tombstone of a tenant.
+    pub fn tombstones_all(&self, tenant: &str) -> Result<Vec<(MessageId, Vec<u8>)>> {
+        let t = self.txn.open_table(TOMBSTONES)?;
+        let mut out = Vec::new();
+        for e in t.range((tenant, 0u128)..=(tenant, u128::MAX))? {
+            let (k, v) = e?;
+            out.push((MessageId::from_u128(k.value().1), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Replaces a sealed tombstone.
+    pub fn put_tombstone(&mut self, tenant: &str, id: MessageId, sealed: &[u8]) -> Result<()> {
+        self.txn
+            .open_table(TOMBSTONES)?
+            .insert((tenant, id.as_u128()), sealed)?;
+        Ok(())
+    }
+
+    /// Every dedup entry of a tenant: (keyed hash, message id).
+    pub fn dedup_all(&self, tenant: &str) -> Result<Vec<(Vec<u8>, MessageId)>> {
+        let t = self.txn.open_table(DEDUP)?;
+        let mut out = Vec::new();
+        let lo: (&str, &[u8]) = (tenant, &[]);
+        for e in t.range(lo..)? {
+            let (k, v) = e?;
+            let (kt, kh) = k.value();
+            if kt != tenant {
+                break;
+            }
+            out.push((kh.to_vec(), MessageId::from_u128(v.value())));
+        }
+        Ok(out)
+    }
+
+    /// Removes a dedup entry.
+    pub fn remove_dedup(&mut self, tenant: &str, hash: &[u8]) -> Result<()> {
+        self.txn.open_table(DEDUP)?.remove((tenant, hash))?;
+        Ok(())
+    }
+
     /// Removes every row of `tenant` from every per-tenant table, the
     /// tenant record included (not its destruction record).
     pub fn purge_tenant(&mut self, tenant: &str) -> Result<()> {
-        for def in [TENANTS, STATS, AUDIT_HEAD, DIRECTORY, POLICY, HOLDS, INGEST_HEAD]
-            .into_iter()
-            .chain([DELETION_REQUESTS, ROTATIONS])
+        for def in [
+            TENANTS,
+            STATS,
+            AUDIT_HEAD,
+            DIRECTORY,
+            POLICY,
+            HOLDS,
+            INGEST_HEAD,
+        ]
+        .into_iter()
+        .chain([DELETION_REQUESTS, ROTATIONS])
         {
             self.txn.open_table(def)?.remove(tenant)?;
         }

@@ -433,15 +433,27 @@ fn now() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
 
-fn user_aad(tenant: &TenantId, key: &[u8]) -> Vec<u8> {
+/// The user id inside a user record's plaintext (for re-keying the users
+/// table when the tenant key is rotated: its keys are keyed hashes of ids).
+pub(crate) fn user_id_of(plain: &[u8]) -> Result<String> {
+    let rec: UserRecord = catalog::decode_value(plain, "user record")?;
+    Ok(rec.id)
+}
+
+/// The user table key of a user id under an identity key.
+pub(crate) fn user_key_with(identity: &crate::crypto::SecretKey, id: &str) -> [u8; 32] {
+    crypto::keyed_hash(identity, id.to_lowercase().as_bytes())
+}
+
+pub(crate) fn user_aad(tenant: &TenantId, key: &[u8]) -> Vec<u8> {
     format!("ama/user/v1|{tenant}|{}", crypto::hex(key)).into_bytes()
 }
 
-fn credential_aad(tenant: &TenantId, key: &[u8]) -> Vec<u8> {
+pub(crate) fn credential_aad(tenant: &TenantId, key: &[u8]) -> Vec<u8> {
     format!("ama/credential/v1|{tenant}|{}", crypto::hex(key)).into_bytes()
 }
 
-fn directory_aad(tenant: &TenantId) -> Vec<u8> {
+pub(crate) fn directory_aad(tenant: &TenantId) -> Vec<u8> {
     format!("ama/directory/v1|{tenant}").into_bytes()
 }
 
@@ -574,7 +586,7 @@ impl Archive {
     }
 
     fn user_key(state: &TenantState, id: &str) -> [u8; 32] {
-        crypto::keyed_hash(&state.keys.identity, id.to_lowercase().as_bytes())
+        user_key_with(&state.keys.identity, id)
     }
 
     fn load_user(

@@ -59,6 +59,7 @@ pub mod parse;
 pub mod proof;
 pub mod query;
 pub mod retention;
+pub mod rotation;
 pub mod shred;
 pub mod store;
 pub mod tenant;
@@ -93,5 +94,6 @@ pub use retention::{
     RetentionRule, RuleMatch, SweepReport, Tombstone, VerifyReport,
 };
 pub use store::{BlobKey, BlobStore, LocalStore, MemoryStore};
-pub use tenant::{Region, Retention, Tenant, TenantId, TenantSpec};
+pub use rotation::RotationReport;
 pub use shred::{DestroyedTenant, ShredReport};
+pub use tenant::{Region, Retention, Tenant, TenantId, TenantSpec};

@@ -64,9 +64,13 @@ fn options_with(ks: &Path) -> ArchiveOptions {
 fn ingest(a: &Archive, t: &TenantId, n: usize) -> Vec<MessageId> {
     (0..n)
         .map(|i| {
-            a.ingest(t, &mail(&format!("{t}-canary-{i}")), &Envelope::new(Source::Import))
-                .unwrap()
-                .id
+            a.ingest(
+                t,
+                &mail(&format!("{t}-canary-{i}")),
+                &Envelope::new(Source::Import),
+            )
+            .unwrap()
+            .id
         })
         .collect()
 }
@@ -125,9 +129,7 @@ fn destroy_makes_a_backup_taken_before_unreadable_and_leaves_other_tenants_alone
     for id in &other_ids {
         assert!(a.get_raw(&op, *id).is_ok());
     }
-    let hits = a
-        .search(&op, "canary", &SearchOptions::default())
-        .unwrap();
+    let hits = a.search(&op, "canary", &SearchOptions::default()).unwrap();
     assert_eq!(hits.total, 2);
     assert!(a.verify(&op).unwrap().is_clean());
     assert!(a.verify_audit(&op).unwrap().is_intact());
@@ -149,7 +151,13 @@ fn destroy_makes_a_backup_taken_before_unreadable_and_leaves_other_tenants_alone
     assert!(is_destroyed(b.audit_entries(&acme_op, &Default::default())));
     drop(b);
     let cat = ama_core::catalog::Catalog::open(&backup.path().join("catalog.redb")).unwrap();
-    let wrapped = cat.read().unwrap().tenant("acme").unwrap().unwrap().wrapped_key;
+    let wrapped = cat
+        .read()
+        .unwrap()
+        .tenant("acme")
+        .unwrap()
+        .unwrap()
+        .wrapped_key;
     drop(cat);
     let ks_now = LocalKeyStore::open(&ks, &unlock).unwrap();
     use ama_core::KeyService;
@@ -313,7 +321,13 @@ fn erasing_a_message_destroys_its_data_key() {
     // The old blob copies exist (a backup), but no record holds the key.
     assert_eq!(blobs_before.len(), 2);
     let cat = ama_core::catalog::Catalog::open(&dir.path().join("catalog.redb")).unwrap();
-    assert!(cat.read().unwrap().message("acme", ids[0]).unwrap().is_none());
+    assert!(
+        cat.read()
+            .unwrap()
+            .message("acme", ids[0])
+            .unwrap()
+            .is_none()
+    );
     drop(cat);
     // Not even in a stale page of the database file.
     let db = std::fs::read(dir.path().join("catalog.redb")).unwrap();
