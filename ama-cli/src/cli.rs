@@ -51,6 +51,13 @@ pub struct Global {
     #[arg(long, global = true, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
 
+    /// The local key store file (default DATA/keys/keystore.json). Keep it
+    /// outside the data directory, so that a copy of the data directory
+    /// alone holds no tenant key: after `ama tenant destroy` such a copy
+    /// (a backup) cannot be read.
+    #[arg(long, global = true, env = "AMA_KEYSTORE", value_name = "FILE")]
+    pub keystore: Option<PathBuf>,
+
     /// INSECURE: with `init`, derive the master key with trivially cheap
     /// argon2 parameters. For tests and demos only; an archive created this
     /// way can be brute-forced. Also set by AMA_INSECURE_FAST_KDF=1.
@@ -108,7 +115,13 @@ pub enum Command {
         #[command(subcommand)]
         command: KeyServiceCommand,
     },
-    /// Create and list tenants.
+    /// Rotate the master key or a tenant key; show what the key store holds.
+    Keys {
+        /// Keys command.
+        #[command(subcommand)]
+        command: crate::keys::KeysCommand,
+    },
+    /// Create, list and destroy tenants.
     Tenant {
         /// Tenant command.
         #[command(subcommand)]
@@ -454,8 +467,11 @@ pub struct KeyServiceServeArgs {
 pub enum TenantCommand {
     /// Create a tenant with a fresh key.
     Add(TenantAddArgs),
-    /// List the tenants.
+    /// List the tenants (and those destroyed).
     List(JsonArg),
+    /// Destroy a tenant for good (crypto-shredding): its key first, then all
+    /// of its data. Backups of its data become unreadable. Cannot be undone.
+    Destroy(TenantDestroyArgs),
     /// Log users in through the tenant's LDAP directory: set, show, clear, test.
     Directory {
         /// Directory command.
@@ -482,6 +498,17 @@ pub struct TenantAddArgs {
     /// Default retention, e.g. 10y, 6m or 90d.
     #[arg(long, value_name = "PERIOD", default_value = "10y")]
     pub retention: Retention,
+}
+
+/// `ama tenant destroy`
+#[derive(Debug, Args)]
+pub struct TenantDestroyArgs {
+    /// The tenant to destroy.
+    #[arg(value_name = "ID")]
+    pub id: TenantId,
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// Just `--json`.

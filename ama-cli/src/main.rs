@@ -37,6 +37,7 @@ mod output;
 mod read;
 mod retention;
 mod serve;
+mod keys;
 mod stores;
 mod tenants;
 mod unlock;
@@ -81,9 +82,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Init => tenants::init(g),
         Command::KeyService { command } => keyservice::run(g, command),
+        Command::Keys { command } => keys::run(g, command),
         Command::Tenant { command } => match command {
             TenantCommand::Add(args) => tenants::add(g, args),
             TenantCommand::List(args) => tenants::list(g, args),
+            TenantCommand::Destroy(args) => keys::destroy(g, args),
             TenantCommand::Directory { command } => directory::run(g, command),
         },
         Command::Import(args) => import::run(g, args),

@@ -112,7 +112,7 @@ pub fn list(g: &Global, args: &JsonArg) -> anyhow::Result<()> {
             std::io::stderr().lock(),
             "no tenants yet (create one with: ama tenant add ID)"
         )?;
-        return Ok(());
+        return destroyed(&archive, &mut out);
     }
     let rows: Vec<Vec<String>> = tenants
         .iter()
@@ -130,7 +130,27 @@ pub fn list(g: &Global, args: &JsonArg) -> anyhow::Result<()> {
         &mut out,
         &["ID", "NAME", "REGION", "DOMAINS", "RETENTION"],
         &rows,
-    )
+    )?;
+    destroyed(&archive, &mut out)
+}
+
+/// The destroyed tenants, after the table (human output only).
+fn destroyed(archive: &Archive, out: &mut impl Write) -> anyhow::Result<()> {
+    for d in archive.destroyed_tenants()? {
+        let how = match (d.key_destroyed, d.has_leftovers()) {
+            (_, false) => "destroyed".to_string(),
+            (true, true) => format!(
+                "key destroyed, data left to purge (run: ama tenant destroy {})",
+                d.id
+            ),
+            (false, true) => format!(
+                "destruction interrupted before the key (run: ama tenant destroy {})",
+                d.id
+            ),
+        };
+        writeln!(out, "{}: {how}", d.id)?;
+    }
+    Ok(())
 }
 
 /// `ama stats`

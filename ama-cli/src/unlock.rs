@@ -35,7 +35,7 @@ pub fn unlock(g: &Global) -> anyhow::Result<Unlock> {
 
 /// The first line of `path`, without its line ending. The string is moved
 /// (not copied) into the zeroizing [`Unlock`].
-fn passphrase_from_file(path: &Path) -> anyhow::Result<Unlock> {
+pub fn passphrase_from_file(path: &Path) -> anyhow::Result<Unlock> {
     let mut text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read passphrase file {}", path.display()))?;
     let end = text.find('\n').unwrap_or(text.len());
@@ -66,12 +66,14 @@ pub fn open(g: &Global) -> anyhow::Result<Archive> {
 
 fn open_local(g: &Global) -> anyhow::Result<Archive> {
     let unlock = unlock(g)?;
+    let options = ArchiveOptions {
+        keystore: g.keystore.clone(),
+        ..ArchiveOptions::default()
+    };
     // The blob stores of DATA/stores.json (or --stores), else DATA/blobs.
     match crate::stores::configured(g)? {
-        Some(stores) => {
-            Archive::open_with_store(&g.data, &unlock, stores.store, ArchiveOptions::default())
-        }
-        None => Archive::open(&g.data, &unlock, ArchiveOptions::default()),
+        Some(stores) => Archive::open_with_store(&g.data, &unlock, stores.store, options),
+        None => Archive::open(&g.data, &unlock, options),
     }
     .with_context(|| format!("cannot open the archive in {}", g.data.display()))
 }
@@ -90,6 +92,7 @@ pub fn create(g: &Global) -> anyhow::Result<Archive> {
     };
     let options = ArchiveOptions {
         kdf,
+        keystore: g.keystore.clone(),
         ..ArchiveOptions::default()
     };
     // A store configuration is checked before anything is created.
