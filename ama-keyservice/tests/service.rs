@@ -657,3 +657,69 @@ fn an_archive_on_a_remote_key_service_keeps_no_key_in_its_data_directory() {
         }
     }
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn tenant_destroy_through_the_service_leaves_an_earlier_copy_unreadable() {
+    let svc = Service::start();
+    let data = tempfile::tempdir().unwrap();
+    let blobs =
+        |d: &Path| -> Arc<LocalStore> { Arc::new(LocalStore::open(d.join("blobs")).unwrap()) };
+    let archive = Archive::create_with(
+        data.path(),
+        Arc::new(svc.client()),
+        blobs(data.path()),
+        ArchiveOptions::default(),
+    )
+    .unwrap();
+    archive.create_tenant(TenantSpec::new(acme())).unwrap();
+    let raw = b"From: a@acme.test\r\nTo: b@acme.test\r\nSubject: secret plans\r\n\r\nbody\r\n";
+    archive
+        .ingest(
+            &acme(),
+            raw,
+            &Envelope::new(Source::Import).rcpt("b@acme.test"),
+        )
+        .unwrap();
+    // A backup of the node's data directory, taken before.
+    let backup = tempfile::tempdir().unwrap();
+    copy_dir(data.path(), backup.path());
+
+    archive
+        .destroy_tenant(&acme(), ama_core::Frontend::Library)
+        .unwrap();
+    svc.wait_log("op=destroy tenant=acme outcome=ok", 1);
+    drop(archive);
+
+    // The backup, opened by a fresh node: the service no longer unwraps
+    // acme's key, so nothing of acme can be read.
+    let restored = Archive::open_with(
+        backup.path(),
+        Arc::new(svc.client()),
+        blobs(backup.path()),
+        ArchiveOptions::default(),
+    );
+    let err = match restored {
+        Err(e) => e,
+        Ok(a) => a
+            .search(&Principal::auditor(acme()), "", &SearchOptions::default())
+            .err()
+            .unwrap(),
+    };
+    assert!(
+        matches!(err, Error::Key(KeyError::TenantDestroyed(_))),
+        "{err:?}"
+    );
+}
