@@ -723,3 +723,39 @@ fn tenant_destroy_through_the_service_leaves_an_earlier_copy_unreadable() {
         "{err:?}"
     );
 }
+
+#[test]
+fn connections_over_the_limit_are_closed_and_the_slot_comes_back() {
+    let mut options = ServerOptions::default();
+    options.max_connections = 1;
+    let svc = Service::start_with(None, options);
+    let mut first = svc.raw(true);
+    assert!(matches!(
+        ask(&mut first, &proto::encode_request(Op::Health, "", &[])),
+        Response::Ok(_)
+    ));
+    // The only slot is taken: the next client is closed at once.
+    let err = svc.client().health().unwrap_err();
+    assert!(
+        matches!(err, Error::Key(KeyError::ServiceUnreachable { .. })),
+        "{err:?}"
+    );
+    svc.wait_log(
+        "op=connect tenant=- outcome=refused: too many connections",
+        1,
+    );
+    // Once the first client leaves, the next one is served.
+    first.conn.send_close_notify();
+    first.flush().unwrap();
+    drop(first);
+    let keys = svc.client();
+    let mut served = false;
+    for _ in 0..50 {
+        if keys.health().is_ok() {
+            served = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(served);
+}
