@@ -599,7 +599,61 @@ impl KeyService for RemoteKeyService {
 
 #[cfg(test)]
 mod tests {
-    use super::host_of;
+    #![allow(clippy::unwrap_used)]
+    use super::{RemoteConfigFile, host_of};
+    use crate::error::ServiceError;
+
+    /// `key-service.json` as version 1 writes it (a fixture: later
+    /// versions must keep reading it).
+    const V1: &str = r#"{
+  "format": "ama-key-service-client",
+  "version": 1,
+  "address": "keys.ama.internal:7443",
+  "server_name": null,
+  "ca": "/etc/ama/keys-ca.pem",
+  "cert": "/etc/ama/node-1.pem",
+  "key": "/etc/ama/node-1.key",
+  "cache_ttl_secs": 60
+}"#;
+
+    #[test]
+    fn config_file_v1_is_read_and_bad_ones_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("key-service.json");
+        std::fs::write(&p, V1).unwrap();
+        let f = RemoteConfigFile::load(&p).unwrap();
+        assert_eq!(f.address, "keys.ama.internal:7443");
+        assert_eq!(f.cache_ttl_secs, Some(60));
+        assert_eq!(
+            RemoteConfigFile::load_in(d.path()).unwrap(),
+            Some(f.clone())
+        );
+        // save_in writes what load reads, and never over an existing file.
+        let d2 = tempfile::tempdir().unwrap();
+        f.save_in(d2.path()).unwrap();
+        assert_eq!(
+            RemoteConfigFile::load_in(d2.path()).unwrap(),
+            Some(f.clone())
+        );
+        assert!(matches!(f.save_in(d2.path()), Err(ServiceError::Io { .. })));
+        for bad in [
+            V1.replace("\"version\": 1", "\"version\": 2"),
+            V1.replace("ama-key-service-client", "something-else"),
+            V1.replace("\"cache_ttl_secs\"", "\"surprise\": 1, \"cache_ttl_secs\""),
+            "{}".to_string(),
+        ] {
+            std::fs::write(&p, bad).unwrap();
+            assert!(matches!(
+                RemoteConfigFile::load(&p),
+                Err(ServiceError::Config { .. })
+            ));
+        }
+        assert!(
+            RemoteConfigFile::load_in(&d.path().join("none"))
+                .unwrap()
+                .is_none()
+        );
+    }
 
     #[test]
     fn hosts() {
