@@ -1,5 +1,6 @@
 //! No plaintext at rest: mail carrying unique random tokens is ingested,
-//! searched, read back, re-indexed and the archive reopened, then every byte
+//! searched, read back, re-indexed, the tenant key rotated, the archive
+//! reopened and the master key rotated, then every byte
 //! of every file under the data directory — blobs, catalog, key store and
 //! the encrypted full-text index — is scanned. No token may appear in lower,
 //! upper or original case, nor in UTF-16LE.
@@ -85,6 +86,23 @@ fn no_token_reaches_blobs_catalog_or_keys() {
     drop(a);
     let a = common::reopen(dir.path());
     a.reindex(&t).unwrap();
+    // A tenant key rotation (re-sealed catalog, rebuilt index), a restart,
+    // and a master key rotation (rewritten key store).
+    a.rotate_tenant_key(&t, ama_core::Frontend::Library)
+        .unwrap();
+    drop(a);
+    let a = common::reopen(dir.path());
+    assert_eq!(
+        a.search(&au, &subject, &SearchOptions::default())
+            .unwrap()
+            .total,
+        1
+    );
+    a.rotate_master(
+        &ama_core::Unlock::passphrase("another passphrase for the scan"),
+        ama_core::KdfParams::insecure_fast(),
+    )
+    .unwrap();
     drop(a);
 
     let tokens = [&subject, &body, &attname, &attbody, &local, &mid, &rcpt];
