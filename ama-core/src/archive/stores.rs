@@ -77,6 +77,10 @@ impl Archive {
             let rtxn = self.catalog.read()?;
             let mut expected = Vec::new();
             for t in rtxn.tenants()? {
+                if rtxn.shred(t.tenant.id.as_str())?.is_some() {
+                    // Being destroyed: its blobs are not wanted any more.
+                    continue;
+                }
                 let keys = rtxn
                     .message_ids(t.tenant.id.as_str())?
                     .into_iter()
@@ -106,13 +110,14 @@ struct CatalogVerifier<'a> {
 
 impl<'a> CatalogVerifier<'a> {
     fn new(archive: &'a Archive) -> Result<Self> {
-        let tenants = archive
-            .catalog
-            .read()?
-            .tenants()?
-            .into_iter()
-            .map(|r| (r.storage_id, r.tenant.id))
-            .collect();
+        let rtxn = archive.catalog.read()?;
+        let mut tenants = HashMap::new();
+        for r in rtxn.tenants()? {
+            // A tenant being destroyed has no key to judge its blobs with.
+            if rtxn.shred(r.tenant.id.as_str())?.is_none() {
+                tenants.insert(r.storage_id, r.tenant.id);
+            }
+        }
         Ok(CatalogVerifier { archive, tenants })
     }
 
