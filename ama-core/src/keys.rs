@@ -904,6 +904,23 @@ mod tests {
         assert_eq!(ks3.unwrap_tenant_key(&t, &w).unwrap().expose(), k.expose());
     }
 
+    /// Two handles on one file (a server and the CLI) each add a tenant: the
+    /// file lock and the re-read before each change keep both KEKs.
+    #[test]
+    fn two_handles_do_not_lose_each_others_keks() {
+        let d = tempfile::tempdir().unwrap();
+        let (p, ks1) = store(d.path());
+        let ks2 = LocalKeyStore::open(&p, &Unlock::passphrase("correct horse")).unwrap();
+        let (a, b) = (TenantId::new("a").unwrap(), TenantId::new("b").unwrap());
+        let k = SecretKey::generate().unwrap();
+        let wa = ks1.wrap_tenant_key(&a, &k).unwrap();
+        let wb = ks2.wrap_tenant_key(&b, &k).unwrap();
+        let ks3 = LocalKeyStore::open(&p, &Unlock::passphrase("correct horse")).unwrap();
+        assert_eq!(ks3.unwrap_tenant_key(&a, &wa).unwrap().expose(), k.expose());
+        assert_eq!(ks3.unwrap_tenant_key(&b, &wb).unwrap().expose(), k.expose());
+        assert_eq!(ks1.unwrap_tenant_key(&b, &wb).unwrap().expose(), k.expose());
+    }
+
     #[test]
     fn unsupported_version_is_refused() {
         let d = tempfile::tempdir().unwrap();
