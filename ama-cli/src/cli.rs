@@ -437,6 +437,20 @@ pub enum KeyServiceCommand {
     /// Serve wrap/unwrap/destroy to archive nodes over mutually
     /// authenticated TLS until killed; logs every request to stderr.
     Serve(KeyServiceServeArgs),
+    /// Replace the service's master secret (stop the service first). The
+    /// current one as usual; the new one from --new-passphrase-file,
+    /// --new-key-file or AMA_NEW_PASSPHRASE. Tenant keys are not touched.
+    RotateMaster {
+        /// The key service's directory.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Read the new passphrase from the first line of FILE.
+        #[arg(long, value_name = "FILE", conflicts_with = "new_key_file")]
+        new_passphrase_file: Option<PathBuf>,
+        /// Use a new 32-byte master key file instead of a passphrase.
+        #[arg(long, value_name = "FILE")]
+        new_key_file: Option<PathBuf>,
+    },
 }
 
 /// `ama key-service serve`

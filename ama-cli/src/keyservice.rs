@@ -24,7 +24,75 @@ pub fn run(g: &Global, command: &KeyServiceCommand) -> anyhow::Result<()> {
     match command {
         KeyServiceCommand::Init { dir } => init(g, dir),
         KeyServiceCommand::Serve(args) => serve(g, args),
+        KeyServiceCommand::RotateMaster {
+            dir,
+            new_passphrase_file,
+            new_key_file,
+        } => rotate_master(
+            g,
+            dir,
+            new_passphrase_file.as_deref(),
+            new_key_file.as_deref(),
+        ),
     }
+}
+
+/// The environment variable holding the new passphrase for `rotate-master`.
+const NEW_PASSPHRASE_ENV: &str = "AMA_NEW_PASSPHRASE";
+
+fn rotate_master(
+    g: &Global,
+    dir: &Path,
+    new_passphrase_file: Option<&Path>,
+    new_key_file: Option<&Path>,
+) -> anyhow::Result<()> {
+    let new = if let Some(f) = new_key_file {
+        ama_core::Unlock::KeyFile(f.to_path_buf())
+    } else if let Some(f) = new_passphrase_file {
+        crate::unlock::passphrase_from_file(f)?
+    } else {
+        match std::env::var(NEW_PASSPHRASE_ENV) {
+            Ok(p) if !p.is_empty() => ama_core::Unlock::passphrase(p),
+            _ => {
+                return Err(Usage(format!(
+                    "no new secret: set {NEW_PASSPHRASE_ENV}, or pass --new-passphrase-file or --new-key-file"
+                ))
+                .into());
+            }
+        }
+    };
+    if let ama_core::Unlock::Passphrase(p) = &new {
+        // Refused before the key store is opened.
+        if p.chars().count() < ama_core::keys::MIN_PASSPHRASE_CHARS {
+            return Err(ama_core::KeyError::WeakPassphrase {
+                min: ama_core::keys::MIN_PASSPHRASE_CHARS,
+            }
+            .into());
+        }
+    }
+    let path = LocalKeyStore::path_in(dir);
+    if !path.exists() {
+        anyhow::bail!("{} holds no key service key store", dir.display());
+    }
+    let store = {
+        let unlock = crate::unlock::unlock(g)?;
+        LocalKeyStore::open(&path, &unlock)
+            .with_context(|| format!("cannot open {}", path.display()))?
+    };
+    let kdf = if g.kdf_fast {
+        KdfParams::insecure_fast()
+    } else {
+        KdfParams::default()
+    };
+    store
+        .rotate_master(&new, kdf)
+        .with_context(|| format!("cannot rotate the master key of {}", path.display()))?;
+    writeln!(
+        std::io::stdout().lock(),
+        "rotated the master key of {}; start the service with the new secret",
+        path.display()
+    )?;
+    Ok(())
 }
 
 fn init(g: &Global, dir: &Path) -> anyhow::Result<()> {

@@ -56,9 +56,13 @@ impl Service {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let addr = format!("127.0.0.1:{port}");
+        Self::start_at(dir, pki, &format!("127.0.0.1:{port}"), SERVICE_PASSPHRASE)
+    }
+
+    fn start_at(dir: &Path, pki: &TestPki, addr: &str, passphrase: &str) -> Self {
+        let addr = addr.to_string();
         let mut child = ama(dir)
-            .env("AMA_PASSPHRASE", SERVICE_PASSPHRASE)
+            .env("AMA_PASSPHRASE", passphrase)
             .args([
                 "key-service",
                 "serve",
@@ -183,6 +187,31 @@ fn import_and_search_through_the_key_service() {
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(out.contains("quarterly figures"), "{out}");
 
+    // A tenant key rotation wraps the new key through the service.
+    ok(ama(dir)
+        .args(["keys", "rotate-tenant", "acme"])
+        .output()
+        .unwrap());
+    let out = ok(ama(dir)
+        .args([
+            "search",
+            "--tenant",
+            "acme",
+            "--json",
+            "--",
+            "subject:quarterly",
+        ])
+        .output()
+        .unwrap());
+    assert_eq!(out.lines().count(), 1, "{out}");
+    // The node's `keys rotate-master` is the service's business.
+    let out = ama(dir)
+        .env("AMA_NEW_PASSPHRASE", "whatever new secret")
+        .args(["keys", "rotate-master"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+
     // Every process unwrapped the tenant key at the service, as node-1.
     svc.wait_for("client=node-1.test op=unwrap tenant=acme outcome=ok");
     assert!(
@@ -248,4 +277,86 @@ fn import_and_search_through_the_key_service() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unreachable"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+
+    // A new master secret for the service; the old one no longer opens it.
+    let new_pass = "a brand new service passphrase";
+    ok(ama(dir)
+        .env("AMA_PASSPHRASE", SERVICE_PASSPHRASE)
+        .env("AMA_NEW_PASSPHRASE", new_pass)
+        .args(["key-service", "rotate-master", "--dir", "ks"])
+        .output()
+        .unwrap());
+    let out = ama(dir)
+        .env("AMA_PASSPHRASE", SERVICE_PASSPHRASE)
+        .args([
+            "key-service",
+            "serve",
+            "--dir",
+            "ks",
+            "--listen",
+            &svc.addr,
+            "--cert",
+        ])
+        .arg(&pki.server.cert)
+        .arg("--key")
+        .arg(&pki.server.key)
+        .arg("--client-ca")
+        .arg(&pki.ca_cert)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong passphrase"));
+    let svc = Service::start_at(dir, &pki, &svc.addr, new_pass);
+    let out = ok(ama(dir)
+        .args([
+            "search",
+            "--tenant",
+            "acme",
+            "--json",
+            "--",
+            "subject:quarterly",
+        ])
+        .output()
+        .unwrap());
+    assert_eq!(out.lines().count(), 1, "{out}");
+    // A new passphrase that is too short is refused before anything changes.
+    let out = ama(dir)
+        .env("AMA_PASSPHRASE", new_pass)
+        .env("AMA_NEW_PASSPHRASE", "short")
+        .args(["key-service", "rotate-master", "--dir", "ks"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+
+    // Crypto-shredding through the service: afterwards the tenant's key is
+    // gone, and even a copy of the data directory from before is unreadable.
+    let backup = dir.join("data-backup");
+    copy_dir(&dir.join("data"), &backup);
+    ok(ama(dir)
+        .args(["tenant", "destroy", "acme", "--yes"])
+        .output()
+        .unwrap());
+    svc.wait_for("op=destroy tenant=acme outcome=ok");
+    let out = ama(dir)
+        .env("AMA_DATA", &backup)
+        .args(["search", "--tenant", "acme", "--", "subject:quarterly"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("destroyed"), "{err}");
+    drop(svc);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
 }
