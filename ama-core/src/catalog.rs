@@ -600,11 +600,17 @@ impl WriteTxn {
         Ok(())
     }
 
-    /// Every message record of a tenant (for a key rotation).
-    pub fn messages_all(&self, tenant: &str) -> Result<Vec<(MessageId, MessageRecord)>> {
+    /// Up to `limit` message records of a tenant with ids from `from` on,
+    /// in id order (a key rotation walks a tenant page by page).
+    pub fn messages_page(
+        &self,
+        tenant: &str,
+        from: u128,
+        limit: usize,
+    ) -> Result<Vec<(MessageId, MessageRecord)>> {
         let t = self.txn.open_table(MESSAGES)?;
         let mut out = Vec::new();
-        for e in t.range((tenant, 0u128)..=(tenant, u128::MAX))? {
+        for e in t.range((tenant, from)..=(tenant, u128::MAX))?.take(limit) {
             let (k, v) = e?;
             let id = MessageId::from_u128(k.value().1);
             out.push((id, decode(v.value(), &format!("message {id}"))?));
@@ -612,11 +618,18 @@ impl WriteTxn {
         Ok(out)
     }
 
-    /// Every sealed value of a tenant in a sequence-keyed table.
-    pub fn seq_all(&self, table: SeqTable, tenant: &str) -> Result<Vec<(u64, Vec<u8>)>> {
+    /// Up to `limit` sealed values of a tenant in a sequence-keyed table,
+    /// with sequence numbers from `from` on, in order.
+    pub fn seq_page(
+        &self,
+        table: SeqTable,
+        tenant: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>> {
         let t = self.txn.open_table(table.def())?;
         let mut out = Vec::new();
-        for e in t.range((tenant, 0u64)..=(tenant, u64::MAX))? {
+        for e in t.range((tenant, from)..=(tenant, u64::MAX))?.take(limit) {
             let (k, v) = e?;
             out.push((k.value().1, v.value().to_vec()));
         }
@@ -637,11 +650,16 @@ impl WriteTxn {
         Ok(())
     }
 
-    /// Every sealed tombstone of a tenant.
-    pub fn tombstones_all(&self, tenant: &str) -> Result<Vec<(MessageId, Vec<u8>)>> {
+    /// Up to `limit` sealed tombstones of a tenant with ids from `from` on.
+    pub fn tombstones_page(
+        &self,
+        tenant: &str,
+        from: u128,
+        limit: usize,
+    ) -> Result<Vec<(MessageId, Vec<u8>)>> {
         let t = self.txn.open_table(TOMBSTONES)?;
         let mut out = Vec::new();
-        for e in t.range((tenant, 0u128)..=(tenant, u128::MAX))? {
+        for e in t.range((tenant, from)..=(tenant, u128::MAX))?.take(limit) {
             let (k, v) = e?;
             out.push((MessageId::from_u128(k.value().1), v.value().to_vec()));
         }

@@ -57,6 +57,10 @@ use crate::keys::{KdfParams, Unlock};
 use crate::message::MessageId;
 use crate::tenant::TenantId;
 
+/// Records re-sealed per page: bounds the memory of a rotation. Debug
+/// builds (the tests) use tiny pages so that every test walks many pages.
+const PAGE: usize = if cfg!(debug_assertions) { 5 } else { 1000 };
+
 /// What [`Archive::rotate_tenant_key`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -291,66 +295,93 @@ impl Archive {
             .into());
         }
         let mut values = 0;
-        // Messages: data keys and sealed metadata.
-        let records = txn.messages_all(t)?;
-        for (mid, rec) in &records {
-            let what = format!("data key of message {mid}");
-            let dk_aad = msg_aad("data-key", id, *mid);
-            let dk = crypto::unwrap_key(&old.message_keys, &dk_aad, &rec.wrapped_key, &what)?;
-            let fresh = catalog::MessageRecord {
-                wrapped_key: crypto::wrap_key(&new.message_keys, &dk_aad, &dk)?,
-                stored_size: rec.stored_size,
-                sealed: reseal(
-                    &old.catalog,
-                    &new.catalog,
-                    &msg_aad("message", id, *mid),
-                    &rec.sealed,
-                    &format!("metadata of message {mid}"),
-                )?,
-            };
-            txn.put_message(t, *mid, &fresh)?;
-        }
-        // Dedup: keyed hashes of the raw bytes under the dedup subkey.
-        let by_id: HashMap<MessageId, &catalog::MessageRecord> =
-            records.iter().map(|(m, r)| (*m, r)).collect();
+        // Dedup first, while the message records are still under the old
+        // key: keyed hashes of the raw bytes under the dedup subkey.
         for (h, mid) in txn.dedup_all(t)? {
             txn.remove_dedup(t, &h)?;
             let nh = match dedup.get(&mid) {
                 Some(nh) => *nh,
-                None => match by_id.get(&mid) {
+                None => match txn.message(t, mid)? {
                     // Ingested after the snapshot above.
-                    Some(rec) => new_hash(mid, rec)?,
+                    Some(rec) => new_hash(mid, &rec)?,
                     // A dedup entry without its message: drop it.
                     None => continue,
                 },
             };
             txn.put_dedup(t, &nh, mid)?;
         }
+        drop(dedup);
+        // Messages: data keys and sealed metadata, a page at a time (memory
+        // stays bounded; the transaction is still one).
+        let mut messages = 0;
+        let mut from = 0u128;
+        loop {
+            let page = txn.messages_page(t, from, PAGE)?;
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            let next = last.as_u128().checked_add(1);
+            for (mid, rec) in &page {
+                let what = format!("data key of message {mid}");
+                let dk_aad = msg_aad("data-key", id, *mid);
+                let dk = crypto::unwrap_key(&old.message_keys, &dk_aad, &rec.wrapped_key, &what)?;
+                let fresh = catalog::MessageRecord {
+                    wrapped_key: crypto::wrap_key(&new.message_keys, &dk_aad, &dk)?,
+                    stored_size: rec.stored_size,
+                    sealed: reseal(
+                        &old.catalog,
+                        &new.catalog,
+                        &msg_aad("message", id, *mid),
+                        &rec.sealed,
+                        &format!("metadata of message {mid}"),
+                    )?,
+                };
+                txn.put_message(t, *mid, &fresh)?;
+                messages += 1;
+            }
+            match next {
+                Some(n) if page.len() == PAGE => from = n,
+                _ => break,
+            }
+        }
         // Tombstones.
-        for (mid, sealed) in txn.tombstones_all(t)? {
-            let aad = msg_aad("tombstone", id, mid);
-            let s = reseal(&old.catalog, &new.catalog, &aad, &sealed, "tombstone")?;
-            txn.put_tombstone(t, mid, &s)?;
-            values += 1;
+        let mut from = 0u128;
+        loop {
+            let page = txn.tombstones_page(t, from, PAGE)?;
+            for (mid, sealed) in &page {
+                let aad = msg_aad("tombstone", id, *mid);
+                let s = reseal(&old.catalog, &new.catalog, &aad, sealed, "tombstone")?;
+                txn.put_tombstone(t, *mid, &s)?;
+                values += 1;
+            }
+            match page.last().and_then(|(m, _)| m.as_u128().checked_add(1)) {
+                Some(n) if page.len() == PAGE => from = n,
+                _ => break,
+            }
         }
-        // The audit log (chain hashes are over plaintext: unchanged).
-        for (seq, sealed) in txn.seq_all(SeqTable::Audit, t)? {
-            let aad = crate::audit::entry_aad(id, seq);
-            let s = reseal(&old.audit, &new.audit, &aad, &sealed, "audit entry")?;
-            txn.put_seq(SeqTable::Audit, t, seq, &s)?;
-            values += 1;
-        }
-        // The ingest log (likewise).
-        for (seq, sealed) in txn.seq_all(SeqTable::IngestLog, t)? {
-            let s = reseal(
-                &old.catalog,
-                &new.catalog,
-                &log_aad(id, seq),
-                &sealed,
-                "ingest log",
-            )?;
-            txn.put_seq(SeqTable::IngestLog, t, seq, &s)?;
-            values += 1;
+        // The audit log and the ingest log (their chains hash plaintext
+        // entries, which re-sealing does not change).
+        for (table, ok, nk) in [
+            (SeqTable::Audit, &old.audit, &new.audit),
+            (SeqTable::IngestLog, &old.catalog, &new.catalog),
+        ] {
+            let mut from = 0u64;
+            loop {
+                let page = txn.seq_page(table, t, from, PAGE)?;
+                for (seq, sealed) in &page {
+                    let aad = match table {
+                        SeqTable::Audit => crate::audit::entry_aad(id, *seq),
+                        SeqTable::IngestLog => log_aad(id, *seq),
+                    };
+                    let s = reseal(ok, nk, &aad, sealed, &format!("{table:?} entry {seq}"))?;
+                    txn.put_seq(table, t, *seq, &s)?;
+                    values += 1;
+                }
+                match page.last().and_then(|(q, _)| q.checked_add(1)) {
+                    Some(n) if page.len() == PAGE => from = n,
+                    _ => break,
+                }
+            }
         }
         // Single values.
         let singles: [(TenantTable, &SecretKey, &SecretKey, Vec<u8>); 6] = [
@@ -432,7 +463,7 @@ impl Archive {
             AuditAction::KeyRotation,
             format!(
                 "tenant key rotated: {} data keys re-wrapped, {values} values re-sealed, index rebuilt",
-                records.len()
+                messages
             ),
             &[],
             Outcome::Success,
@@ -450,7 +481,7 @@ impl Archive {
         txn.commit()?;
         drop(state);
         self.forget_tenant(id);
-        Ok((records.len(), values))
+        Ok((messages, values))
     }
 
     /// The last step of a rotation whose catalog part is committed: drops
