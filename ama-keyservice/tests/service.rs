@@ -759,3 +759,35 @@ fn connections_over_the_limit_are_closed_and_the_slot_comes_back() {
     }
     assert!(served);
 }
+
+#[test]
+fn many_threads_and_clients_at_once() {
+    let svc = Service::start();
+    let shared = Arc::new(RemoteKeyService::new(
+        svc.config_for(&svc.node).with_cache_ttl(Duration::ZERO),
+    ));
+    let k = SecretKey::generate().unwrap();
+    let wrapped = Arc::new(shared.wrap_tenant_key(&acme(), &k).unwrap());
+    let want = *k.expose_secret();
+    let mut threads = Vec::new();
+    for i in 0..8 {
+        // Half share one client (one connection, serialised), half have their own.
+        let keys = if i % 2 == 0 {
+            shared.clone()
+        } else {
+            Arc::new(svc.client())
+        };
+        let wrapped = wrapped.clone();
+        threads.push(std::thread::spawn(move || {
+            for _ in 0..20 {
+                let got = keys.unwrap_tenant_key(&acme(), &wrapped).unwrap();
+                assert_eq!(got.expose_secret(), &want);
+                keys.clear_cache();
+            }
+        }));
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(svc.log_lines("op=unwrap tenant=acme outcome=ok"), 8 * 20);
+}
