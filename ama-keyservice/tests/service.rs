@@ -280,6 +280,17 @@ fn clients_without_a_certificate_from_the_ca_are_refused() {
         "{err:?}"
     );
 
+    // A service whose certificate does not carry the expected name neither.
+    let cfg = svc
+        .config_for(&svc.node)
+        .with_server_name("keys.elsewhere.test")
+        .unwrap();
+    let err = RemoteKeyService::new(cfg).health().unwrap_err();
+    assert!(
+        matches!(err, Error::Key(KeyError::ServiceUnreachable { ref reason, .. }) if reason.contains("not trusted")),
+        "{err:?}"
+    );
+
     // The right client is still served.
     svc.client().health().unwrap();
 }
