@@ -693,7 +693,7 @@ pub struct RetentionSetArgs {
     /// Count periods from the end of the message's calendar year (GoBD).
     #[arg(long)]
     pub year_end: bool,
-    /// A rule, first match wins: address:A=PERIOD, domain:D=PERIOD or direction:inbound|outbound|internal=PERIOD (repeatable).
+    /// A rule, first match wins: address:A=PERIOD, domain:D=PERIOD, direction:inbound|outbound|internal=PERIOD or query:QUERY=PERIOD (repeatable).
     #[arg(long, value_name = "RULE")]
     pub rule: Vec<String>,
     /// No message is kept less than this (can only be raised later).

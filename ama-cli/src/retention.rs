@@ -16,8 +16,8 @@ use crate::unlock;
 fn rule(s: &str) -> anyhow::Result<RetentionRule> {
     let bad = || {
         Usage(format!(
-            "bad rule {s:?}: use address:A=PERIOD, domain:D=PERIOD or \
-             direction:inbound|outbound|internal=PERIOD"
+            "bad rule {s:?}: use address:A=PERIOD, domain:D=PERIOD, \
+             direction:inbound|outbound|internal=PERIOD or query:QUERY=PERIOD"
         ))
     };
     let (m, period) = s.rsplit_once('=').ok_or_else(bad)?;
@@ -25,6 +25,7 @@ fn rule(s: &str) -> anyhow::Result<RetentionRule> {
     let matches = match kind {
         "address" => RuleMatch::Address(value.into()),
         "domain" => RuleMatch::Domain(value.into()),
+        "query" if !value.trim().is_empty() => RuleMatch::Query(value.into()),
         "direction" => RuleMatch::Direction(match value {
             "inbound" => Direction::Inbound,
             "outbound" => Direction::Outbound,
@@ -48,6 +49,7 @@ fn policy_json(p: &RetentionPolicy) -> serde_json::Value {
                 RuleMatch::Address(a) => format!("address:{a}"),
                 RuleMatch::Domain(d) => format!("domain:{d}"),
                 RuleMatch::Direction(d) => format!("direction:{d:?}").to_lowercase(),
+                RuleMatch::Query(q) => format!("query:{q}"),
             };
             format!("{m}={}", r.period)
         }).collect::<Vec<_>>(),

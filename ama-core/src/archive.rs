@@ -555,6 +555,7 @@ impl Archive {
             index,
         });
         self.index_pending(&state)?;
+        self.backfill_ingest_log(&state)?;
         self.tenants
             .write()
             .map_err(|_| Error::AccessDenied("tenant table lock poisoned".into()))?
@@ -703,6 +704,35 @@ impl Archive {
         // 4: the catalog commit.
         let policy = self.policy_of(&state)?;
         let domains = state.record.tenant.domains.clone();
+        // Retention rules by query: found in a throwaway in-memory index of
+        // the batch (the tenant's index only gets the documents after the
+        // commit).
+        let rule_hits = if policy.has_query_rules() {
+            let infos: Vec<(usize, MessageInfo)> = prepared
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| {
+                    let p = p.as_ref().ok()?;
+                    let sealed = SealedMessage {
+                        sha256: p.sha256,
+                        meta: p.parsed.meta.clone(),
+                        deliveries: vec![p.delivery.clone()],
+                    };
+                    Some((i, info(MessageId::from_u128(0), sealed)))
+                })
+                .collect();
+            let docs: Vec<(usize, &MessageInfo, &MessageText)> = infos
+                .iter()
+                .filter_map(|(i, inf)| {
+                    let p = prepared[*i].as_ref().ok()?;
+                    Some((*i, inf, &p.parsed.text))
+                })
+                .collect();
+            self.rule_hits(&state, &policy, &docs)?
+        } else {
+            crate::retention::RuleHits::default()
+        };
+        let in_rule = |rule: usize, item: usize| rule_hits.hit(rule, item);
         let mut logged: Vec<(MessageId, [u8; 32])> = Vec::new();
         let mut txn = self.catalog.write()?;
         let mut receipts = Vec::with_capacity(items.len());
@@ -735,7 +765,7 @@ impl Archive {
                     };
                     txn.put_message(t, id, &rec)?;
                     let merged = info(id, sealed);
-                    let until = policy.retain_until(&merged, &domains);
+                    let until = policy.retain_until(&merged, &domains, |n| in_rule(n, i));
                     if txn.retention(t, id)?.is_none_or(|cur| until > cur) {
                         txn.put_retention(t, id, until)?;
                     }
@@ -782,7 +812,8 @@ impl Archive {
                     txn.put_message(t, id, &rec)?;
                     txn.put_dedup(t, &p.dedup, id)?;
                     let fresh = info(id, sealed);
-                    txn.put_retention(t, id, policy.retain_until(&fresh, &domains))?;
+                    let until = policy.retain_until(&fresh, &domains, |n| in_rule(n, i));
+                    txn.put_retention(t, id, until)?;
                     logged.push((id, p.sha256));
                     delta.messages += 1;
                     delta.raw_bytes += p.size;
@@ -1093,7 +1124,7 @@ impl Archive {
 
     /// Commits a tenant's waiting index documents (before a search, so it
     /// sees everything ingested before it) and clears their pending marks.
-    fn flush_index(&self, state: &TenantState) -> Result<()> {
+    pub(crate) fn flush_index(&self, state: &TenantState) -> Result<()> {
         let committed = state.index.flush()?;
         self.clear_pending(state.record.tenant.id.as_str(), &committed)
     }

@@ -107,6 +107,8 @@ pub enum Selection {
     /// exist and be visible to the principal, or the export fails with
     /// [`Error::NotFound`] before anything is written.
     Ids(Vec<MessageId>),
+    /// What the legal hold of this name covers now (auditors), in id order.
+    Hold(String),
 }
 
 impl fmt::Display for Selection {
@@ -115,6 +117,7 @@ impl fmt::Display for Selection {
             Selection::All => f.write_str("all messages"),
             Selection::Query(q) => write!(f, "query {q:?}"),
             Selection::Ids(ids) => write!(f, "{} listed message ids", ids.len()),
+            Selection::Hold(h) => write!(f, "legal hold {h:?}"),
         }
     }
 }
@@ -338,8 +341,12 @@ impl Archive {
             Ok::<(), Error>(())
         };
         match selection {
-            Selection::Ids(ids) => {
-                let ids = self.checked_ids(who, ids)?;
+            Selection::Ids(_) | Selection::Hold(_) => {
+                let ids = match selection {
+                    Selection::Hold(name) => self.hold_members(who, name)?,
+                    Selection::Ids(ids) => self.checked_ids(who, ids)?,
+                    _ => Vec::new(),
+                };
                 summary.selected = ids.len() as u64;
                 let state = self.state(who.tenant())?;
                 for id in ids {

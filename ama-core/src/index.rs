@@ -13,12 +13,13 @@
 //! This module also translates the parsed [`crate::query::Query`] into a
 //! tantivy query, so the query language's semantics live in one place.
 
+use std::collections::HashSet;
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tantivy::collector::{Count, TopDocs};
+use tantivy::collector::{Count, DocSetCollector, TopDocs};
 use tantivy::query::{
     AllQuery, BooleanQuery, EmptyQuery, Occur, PhraseQuery, Query as TQuery, RangeQuery, TermQuery,
 };
@@ -40,6 +41,9 @@ use crate::query::{Field as QField, Query};
 
 const TOKENIZER: &str = "ama";
 const WRITER_MEMORY: usize = 48 * 1024 * 1024;
+/// Memory of the throwaway in-memory index of [`TenantIndex::matching`]
+/// (tantivy's minimum for one thread).
+const MATCHING_MEMORY: usize = 15_000_000;
 
 /// Index schema version; bump to force a rebuild when the schema changes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -342,15 +346,76 @@ impl TenantIndex {
         d
     }
 
-    /// Runs a query. Returns the total number of matches and one page of ids.
-    pub fn search(
+    /// Every message `q` finds in `scope`, unordered. Holds, retention
+    /// rules and deletion requests need the whole set, however large, not a
+    /// page of it.
+    pub fn all_ids(&self, q: &Query, scope: Scope<'_>) -> Result<HashSet<MessageId>> {
+        let query = self.scoped(q, scope);
+        let searcher = self.reader.searcher();
+        let addrs = searcher.search(&query, &DocSetCollector).map_err(terr)?;
+        let mut out = HashSet::with_capacity(addrs.len());
+        for a in addrs {
+            let doc: TantivyDocument = searcher.doc(a).map_err(terr)?;
+            if let Some(Ok(id)) = doc
+                .get_first(self.f.id)
+                .and_then(|v| v.as_str())
+                .map(str::parse)
+            {
+                out.insert(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Which of `docs` each query matches (`result[q][d]`), without the
+    /// index on disk: the documents go into a throwaway index in memory,
+    /// built exactly like the real one and never written anywhere. Used to
+    /// apply retention rules by query at ingest, before the documents are
+    /// committed to the tenant's index.
+    pub fn matching(
         &self,
-        q: &Query,
-        scope: Scope<'_>,
-        sort: Sort,
-        offset: usize,
-        limit: usize,
-    ) -> Result<(usize, Vec<MessageId>)> {
+        queries: &[&Query],
+        docs: &[(&MessageInfo, &MessageText)],
+    ) -> Result<Vec<Vec<bool>>> {
+        if queries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (schema, _) = schema();
+        let index = Index::create_in_ram(schema);
+        index.tokenizers().register(TOKENIZER, analyzer());
+        let mut w: IndexWriter = index
+            .writer_with_num_threads(1, MATCHING_MEMORY)
+            .map_err(terr)?;
+        for (i, (info, text)) in docs.iter().enumerate() {
+            w.add_document(self.document(&i.to_string(), info, text))
+                .map_err(terr)?;
+        }
+        w.commit().map_err(terr)?;
+        let searcher = index.reader().map_err(terr)?.searcher();
+        let mut out = Vec::with_capacity(queries.len());
+        for q in queries {
+            let mut hit = vec![false; docs.len()];
+            for a in searcher
+                .search(&self.translate(q), &DocSetCollector)
+                .map_err(terr)?
+            {
+                let doc: TantivyDocument = searcher.doc(a).map_err(terr)?;
+                if let Some(slot) = doc
+                    .get_first(self.f.id)
+                    .and_then(|v| v.as_str())
+                    .and_then(|s| s.parse::<usize>().ok())
+                    .and_then(|i| hit.get_mut(i))
+                {
+                    *slot = true;
+                }
+            }
+            out.push(hit);
+        }
+        Ok(out)
+    }
+
+    /// `q` restricted to `scope`.
+    fn scoped(&self, q: &Query, scope: Scope<'_>) -> Box<dyn TQuery> {
         let mut query = self.translate(q);
         if let Scope::Parties(addrs) = scope {
             let should: Vec<(Occur, Box<dyn TQuery>)> = addrs
@@ -370,6 +435,19 @@ impl TenantIndex {
                 (Occur::Must, filter),
             ]));
         }
+        query
+    }
+
+    /// Runs a query. Returns the total number of matches and one page of ids.
+    pub fn search(
+        &self,
+        q: &Query,
+        scope: Scope<'_>,
+        sort: Sort,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(usize, Vec<MessageId>)> {
+        let query = self.scoped(q, scope);
         let searcher = self.reader.searcher();
         let limit = limit.max(1);
         let top = TopDocs::with_limit(limit).and_offset(offset);

@@ -93,7 +93,7 @@ pub use retention::{
     CountFrom, DeletionOutcome, DeletionRequest, Direction, Hold, HoldScope, RetentionPolicy,
     RetentionRule, RuleMatch, SweepReport, Tombstone, VerifyReport,
 };
-pub use store::{BlobKey, BlobStore, LocalStore, MemoryStore};
 pub use rotation::RotationReport;
 pub use shred::{DestroyedTenant, ShredReport};
+pub use store::{BlobKey, BlobStore, LocalStore, MemoryStore};
 pub use tenant::{Region, Retention, Tenant, TenantId, TenantSpec};

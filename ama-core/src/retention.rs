@@ -2,8 +2,8 @@
 //! for how long, and how it proves it kept and destroyed the right things.
 //!
 //! - A tenant's [`RetentionPolicy`] is data: a default period, ordered
-//!   rules (the first whose sender/recipient address, domain or direction
-//!   matches wins), periods counted from the message date or from the end of
+//!   rules (the first whose sender/recipient address, domain, direction
+//!   or search query matches wins), periods counted from the message date or from the end of
 //!   its calendar year (GoBD: "10 years from the end of the year"). Each
 //!   message's retain-until is computed at ingest and recomputed when the
 //!   policy changes. A **minimum** retention can only be raised; a **lock**
@@ -23,19 +23,20 @@
 //!   accounts for every logged message: present, or deleted with a
 //!   tombstone. Anything else is reported by id.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use time::{Date, Month, OffsetDateTime};
 
 use crate::access::Principal;
-use crate::archive::{Archive, SearchOptions, TenantState};
+use crate::archive::{Archive, TenantState};
 use crate::audit::{AuditAction, AuditActor, Outcome};
 use crate::catalog::{self, TenantTable, WriteTxn};
 use crate::crypto;
 use crate::error::{Error, Result};
-use crate::index::Sort;
+use crate::index::Scope;
 use crate::message::{MessageId, MessageInfo};
+use crate::parse::MessageText;
 use crate::store::BlobKey;
 use crate::tenant::{Retention, RetentionUnit, TenantId};
 
@@ -70,6 +71,9 @@ pub enum RuleMatch {
     Domain(String),
     /// The message's direction.
     Direction(Direction),
+    /// Messages a search query finds (the language of `docs/SEARCH.md`),
+    /// e.g. `subject:invoice` or `has:attachment from:@bank.test`.
+    Query(String),
 }
 
 /// One rule: messages it matches are kept for `period`.
@@ -112,15 +116,49 @@ impl RetentionPolicy {
         }
     }
 
+    /// Whether any rule matches by query.
+    pub fn has_query_rules(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| matches!(r.matches, RuleMatch::Query(_)))
+    }
+
+    /// The parsed query of every query rule, by rule number. A query that
+    /// does not parse is an [`Error::InvalidArgument`] naming the rule.
+    pub(crate) fn rule_queries(&self) -> Result<Vec<(usize, crate::query::Query)>> {
+        let mut out = Vec::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            if let RuleMatch::Query(q) = &r.matches {
+                let parsed = crate::query::parse(q).map_err(|e| {
+                    Error::InvalidArgument(format!("retention rule {}: {e}", i + 1))
+                })?;
+                out.push((i, parsed));
+            }
+        }
+        Ok(out)
+    }
+
     /// When a message may go: the first matching rule's period (or the
     /// default), at least the minimum, from the date or its year's end.
-    pub fn retain_until(&self, info: &MessageInfo, domains: &[String]) -> i64 {
+    /// `in_query(n)` says whether the message is found by the query of rule
+    /// number `n` (asked only of [`RuleMatch::Query`] rules; the engine
+    /// answers it from the index).
+    pub fn retain_until(
+        &self,
+        info: &MessageInfo,
+        domains: &[String],
+        in_query: impl Fn(usize) -> bool,
+    ) -> i64 {
         let parties = Parties::of(info, domains);
         let period = self
             .rules
             .iter()
-            .find(|r| parties.matches(&r.matches))
-            .map(|r| r.period)
+            .enumerate()
+            .find(|(n, r)| match &r.matches {
+                RuleMatch::Query(_) => in_query(*n),
+                m => parties.matches(m),
+            })
+            .map(|(_, r)| r.period)
             .unwrap_or(self.default);
         let start = match self.count_from {
             CountFrom::MessageDate => info.meta.date,
@@ -231,7 +269,20 @@ impl Parties {
                     .any(|a| in_domains(a, std::slice::from_ref(&d)))
             }
             RuleMatch::Direction(d) => self.direction == *d,
+            // Answered from the index by the caller of `retain_until`.
+            RuleMatch::Query(_) => false,
         }
+    }
+}
+
+/// Which batch items each query rule found (see `Archive::rule_hits`).
+#[derive(Default)]
+pub(crate) struct RuleHits(HashMap<usize, HashSet<usize>>);
+
+impl RuleHits {
+    /// Whether rule number `rule` found batch item `item`.
+    pub(crate) fn hit(&self, rule: usize, item: usize) -> bool {
+        self.0.get(&rule).is_some_and(|s| s.contains(&item))
     }
 }
 
@@ -464,8 +515,18 @@ impl Archive {
             policy.locked,
             policy.four_eyes
         );
+        // What the query rules find, looked up before the catalog write
+        // below (making the index current writes to the catalog too).
+        let found = match policy.rule_queries() {
+            Ok(q) if !q.is_empty() => {
+                let state = self.state(who.tenant())?;
+                self.rule_matches(&state, &policy)?
+            }
+            _ => HashMap::new(), // none, or refused inside (and audited)
+        };
         self.audited_change(who, AuditAction::PolicyChange, detail, |txn, state| {
             who.require_admin("change the retention policy")?;
+            policy.rule_queries()?;
             let old = self.policy_of(state)?;
             let reference = Date::from_calendar_date(2000, Month::March, 1)
                 .map(|d| d.midnight().assume_utc().unix_timestamp())
@@ -490,7 +551,9 @@ impl Archive {
                     continue;
                 };
                 let info = self.info_of(state, id, &rec)?;
-                let new = policy.retain_until(&info, domains);
+                let new = policy.retain_until(&info, domains, |n| {
+                    found.get(&n).is_some_and(|set| set.contains(&id))
+                });
                 if old.locked && txn.retention(t, id)?.is_some_and(|cur| new < cur) {
                     return Err(Error::AccessDenied(format!(
                         "the retention policy is locked; this change would shorten the \
@@ -505,6 +568,50 @@ impl Archive {
             Self::put_sealed_value(txn, state, TenantTable::Policy, "policy", &policy)?;
             Ok(updates.len() as u64)
         })
+    }
+
+    /// What each query rule of `policy` finds in the tenant's index, by
+    /// rule number.
+    fn rule_matches(
+        &self,
+        state: &TenantState,
+        policy: &RetentionPolicy,
+    ) -> Result<HashMap<usize, HashSet<MessageId>>> {
+        let queries = policy.rule_queries()?;
+        if !queries.is_empty() {
+            self.flush_index(state)?;
+        }
+        let mut out = HashMap::new();
+        for (n, q) in queries {
+            out.insert(n, state.index.all_ids(&q, Scope::All)?);
+        }
+        Ok(out)
+    }
+
+    /// For ingest: which items of a batch (`(item, info, text)`) each query
+    /// rule of `policy` finds, evaluated in a throwaway in-memory index.
+    pub(crate) fn rule_hits(
+        &self,
+        state: &TenantState,
+        policy: &RetentionPolicy,
+        docs: &[(usize, &MessageInfo, &MessageText)],
+    ) -> Result<RuleHits> {
+        let queries = policy.rule_queries()?;
+        let qs: Vec<&crate::query::Query> = queries.iter().map(|(_, q)| q).collect();
+        let pairs: Vec<(&MessageInfo, &MessageText)> =
+            docs.iter().map(|(_, i, t)| (*i, *t)).collect();
+        let found = state.index.matching(&qs, &pairs)?;
+        let mut hits = RuleHits::default();
+        for ((rule, _), per_doc) in queries.iter().zip(found) {
+            let items = per_doc
+                .iter()
+                .zip(docs)
+                .filter(|(hit, _)| **hit)
+                .map(|(_, (item, _, _))| *item)
+                .collect();
+            hits.0.insert(*rule, items);
+        }
+        Ok(hits)
     }
 
     // ----- holds -------------------------------------------------------------
@@ -578,51 +685,51 @@ impl Archive {
 
     /// Which of the tenant's messages an active hold covers, by hold name.
     fn held(&self, state: &TenantState) -> Result<Vec<(String, HashSet<MessageId>)>> {
-        let tenant = state.record.tenant.id.clone();
         let mut out = Vec::new();
         for h in self
             .holds_of(state)?
             .into_iter()
             .filter(|h| h.released.is_none())
         {
-            // A custodian's mail is exactly what he would see as an end user.
-            let (who, query) = match &h.scope {
-                HoldScope::Ids(ids) => {
-                    out.push((
-                        h.name,
-                        ids.iter().map(|i| MessageId::from_u128(*i)).collect(),
-                    ));
-                    continue;
-                }
-                HoldScope::Query(q) => (Principal::auditor(tenant.clone()), q.clone()),
-                HoldScope::Custodian(a) => (
-                    Principal::end_user(tenant.clone(), [a.as_str()]),
-                    String::new(),
-                ),
-            };
-            let mut set = HashSet::new();
-            let mut offset = 0;
-            loop {
-                let page = self.search_in(
-                    state,
-                    &who,
-                    &query,
-                    &SearchOptions {
-                        limit: crate::archive::MAX_PAGE,
-                        offset,
-                        sort: Sort::Oldest,
-                    },
-                )?;
-                let n = page.hits.len();
-                set.extend(page.hits.into_iter().map(|i| i.id));
-                offset += n;
-                if n == 0 || offset >= page.total || offset > crate::archive::MAX_OFFSET {
-                    break;
-                }
-            }
+            let set = self.hold_ids(state, &h)?;
             out.push((h.name, set));
         }
         Ok(out)
+    }
+
+    /// Every message `hold` covers now.
+    pub(crate) fn hold_ids(&self, state: &TenantState, hold: &Hold) -> Result<HashSet<MessageId>> {
+        Ok(match &hold.scope {
+            HoldScope::Ids(ids) => ids.iter().map(|i| MessageId::from_u128(*i)).collect(),
+            HoldScope::Query(q) => {
+                self.flush_index(state)?;
+                state.index.all_ids(&crate::query::parse(q)?, Scope::All)?
+            }
+            // A custodian's mail is exactly what he would see as an end user.
+            HoldScope::Custodian(a) => {
+                self.flush_index(state)?;
+                let who = Principal::end_user(state.record.tenant.id.clone(), [a.as_str()]);
+                state
+                    .index
+                    .all_ids(&crate::query::Query::All, who.mail_scope()?)?
+            }
+        })
+    }
+
+    /// The messages the hold named `name` (active or released) covers now,
+    /// in id order (auditors; unaudited: the caller records the access).
+    pub(crate) fn hold_members(&self, who: &Principal, name: &str) -> Result<Vec<MessageId>> {
+        who.require_auditor("read legal holds")?;
+        let state = self.state(who.tenant())?;
+        let hold = self
+            .holds_of(&state)?
+            .into_iter()
+            .rev()
+            .find(|h| h.name == name)
+            .ok_or_else(|| Error::InvalidArgument(format!("no legal hold named {name:?}")))?;
+        let mut ids: Vec<MessageId> = self.hold_ids(&state, &hold)?.into_iter().collect();
+        ids.sort();
+        Ok(ids)
     }
 
     // ----- deletion ----------------------------------------------------------
@@ -782,6 +889,9 @@ impl Archive {
         ids: &[MessageId],
         reason: &str,
     ) -> Result<DeletionOutcome> {
+        if reason.trim().is_empty() {
+            return Err(Error::InvalidArgument("a deletion needs a reason".into()));
+        }
         let state = self.state(who.tenant())?;
         let policy = self.policy_of(&state)?;
         if policy.four_eyes {
@@ -808,6 +918,40 @@ impl Archive {
             return Ok(DeletionOutcome::Pending { request: req.id });
         }
         self.execute_deletion(who, &state, ids, reason, None)
+    }
+
+    /// [`Archive::request_deletion`] of every message `query` finds (the
+    /// search language of `docs/SEARCH.md`). The query is resolved now, so
+    /// a second auditor approves exactly the messages that were found; it is
+    /// kept in the reason (and so in the tombstones and the audit log).
+    /// A query that finds nothing is an [`Error::InvalidArgument`].
+    pub fn request_deletion_matching(
+        &self,
+        who: &Principal,
+        query: &str,
+        reason: &str,
+    ) -> Result<DeletionOutcome> {
+        who.require_auditor("request deletions")?;
+        let q = crate::query::parse(query)?;
+        let state = self.state(who.tenant())?;
+        self.flush_index(&state)?;
+        let mut ids: Vec<MessageId> = state
+            .index
+            .all_ids(&q, who.mail_scope()?)?
+            .into_iter()
+            .collect();
+        if ids.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "the query {query:?} finds no message to delete"
+            )));
+        }
+        ids.sort();
+        let reason = if reason.trim().is_empty() {
+            String::new() // refused below, as for a list of ids
+        } else {
+            format!("{} (query: {query})", reason.trim())
+        };
+        self.request_deletion(who, &ids, &reason)
     }
 
     fn put_requests(
@@ -948,6 +1092,59 @@ impl Archive {
     }
 
     // ----- integrity -----------------------------------------------------------
+
+    /// Archives written before the ingest log existed hold messages no log
+    /// entry covers, and `verify` would call each of them a gap. The first
+    /// time such a tenant is opened (it has messages and no log head), one
+    /// entry per stored message is appended, in id order, with the SHA-256
+    /// its sealed catalog record has carried since ingest; one audit entry
+    /// says so. The log proves nothing about the time before the backfill,
+    /// and the audit entry says when it happened.
+    pub(crate) fn backfill_ingest_log(&self, state: &TenantState) -> Result<()> {
+        let t = &state.record.tenant.id;
+        let ids = {
+            let rtxn = self.catalog().read()?;
+            if rtxn
+                .tenant_value(TenantTable::IngestHead, t.as_str())?
+                .is_some()
+            {
+                return Ok(());
+            }
+            let mut ids = rtxn.message_ids(t.as_str())?;
+            if ids.is_empty() {
+                return Ok(());
+            }
+            ids.sort();
+            ids
+        };
+        let mut txn = self.catalog().write()?;
+        if txn
+            .tenant_value(TenantTable::IngestHead, t.as_str())?
+            .is_some()
+        {
+            return Ok(()); // another opener was first
+        }
+        let mut logged = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(rec) = txn.message(t.as_str(), id)? {
+                logged.push((id, self.info_of(state, id, &rec)?.sha256));
+            }
+        }
+        log_ingest(&mut txn, state, &logged)?;
+        self.append_audit(
+            &mut txn,
+            state,
+            AuditActor::system(crate::audit::Frontend::Library),
+            AuditAction::Ingest,
+            format!(
+                "ingest log backfilled: {} messages stored before the archive kept one",
+                logged.len()
+            ),
+            &[],
+            Outcome::Success,
+        )?;
+        txn.commit()
+    }
 
     /// Checks the principal's tenant (auditors): every logged message
     /// decrypts and matches its SHA-256; the ingest log's chain is intact;

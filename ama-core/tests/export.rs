@@ -908,3 +908,62 @@ fn a_sink_error_stops_the_export_and_skips_finish() {
     assert_eq!(sink.seen.len(), 2);
     assert!(!sink.finished);
 }
+
+#[test]
+fn a_legal_hold_exports_what_it_covers() {
+    let s = small();
+    let op = Principal::operator(s.t.clone());
+    let auditor = Principal::auditor(s.t.clone());
+    s.a.place_hold(
+        &op,
+        "matter-7",
+        ama_core::HoldScope::Custodian("carol@acme.test".into()),
+        "subpoena",
+    )
+    .unwrap();
+    let (out, summary) = export(
+        &s.a,
+        &auditor,
+        &Selection::Hold("matter-7".into()),
+        ExportFormat::Zip,
+    );
+    assert_eq!(summary.exported, 2);
+    let mut want = vec![s.ids["mbox-line-first"], s.ids["no-final-newline"]];
+    want.sort();
+    assert_eq!(exported_ids(&out), want);
+    let zip = zip_messages(&unzip(&out));
+    for name in ["mbox-line-first", "no-final-newline"] {
+        assert!(
+            zip.values().any(|b| *b == s.raw[name]),
+            "{name} not byte-exact"
+        );
+    }
+    // No such hold: a clear error, nothing written.
+    let mut out = Vec::new();
+    let err =
+        s.a.export(
+            &auditor,
+            &Selection::Hold("nope".into()),
+            ExportFormat::Zip,
+            "x",
+            &mut out,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidArgument(m) if m.contains("nope")),
+        "{err}"
+    );
+    assert!(out.is_empty());
+    // Holds are for auditors.
+    let bob = Principal::end_user(s.t.clone(), ["bob@acme.test"]);
+    let err =
+        s.a.export(
+            &bob,
+            &Selection::Hold("matter-7".into()),
+            ExportFormat::Zip,
+            "x",
+            &mut out,
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::AccessDenied(_)), "{err}");
+}

@@ -203,6 +203,111 @@ fn retain_until_follows_rules_and_is_recomputed_on_change() {
 }
 
 #[test]
+fn query_rules_apply_at_ingest_and_when_the_policy_changes() {
+    let f = fixture();
+    let before = ingest(
+        &f,
+        "shop@vendor.test",
+        "bob@acme.test",
+        "Invoice 17",
+        "Tue, 3 Mar 2020 10:00:00 +0000",
+    );
+    let chat = ingest(
+        &f,
+        "friend@vendor.test",
+        "bob@acme.test",
+        "lunch",
+        "Tue, 3 Mar 2020 11:00:00 +0000",
+    );
+    let policy = |q: &str| RetentionPolicy {
+        default: r("1y"),
+        count_from: CountFrom::YearEnd,
+        rules: vec![
+            RetentionRule {
+                matches: RuleMatch::Domain("law.test".into()),
+                period: r("3y"),
+            },
+            RetentionRule {
+                matches: RuleMatch::Query(q.into()),
+                period: r("10y"),
+            },
+        ],
+        minimum: None,
+        locked: false,
+        four_eyes: false,
+    };
+    // A rule whose query does not parse is refused, naming the rule.
+    match f.a.set_retention_policy(&f.op, policy("subject:(")) {
+        Err(Error::InvalidArgument(m)) => assert!(m.contains("rule 2"), "{m}"),
+        other => panic!("want InvalidArgument, got {other:?}"),
+    }
+    // Recomputed over what is stored: the query finds the invoice only.
+    f.a.set_retention_policy(&f.op, policy("subject:invoice"))
+        .unwrap();
+    assert_eq!(
+        f.a.retain_until(&f.op, before).unwrap(),
+        ts(datetime!(2031-01-01 00:00 UTC))
+    );
+    assert_eq!(
+        f.a.retain_until(&f.op, chat).unwrap(),
+        ts(datetime!(2022-01-01 00:00 UTC))
+    );
+    // At ingest, in a batch of several: only the matching message gets 10y,
+    // also when the word is only in the body.
+    let batch = [
+        mail(
+            "a@vendor.test",
+            "bob@acme.test",
+            "Invoice 18",
+            "Wed, 4 Mar 2020 10:00:00 +0000",
+        ),
+        mail(
+            "b@vendor.test",
+            "bob@acme.test",
+            "hello",
+            "Wed, 4 Mar 2020 10:00:00 +0000",
+        ),
+        b"From: c@vendor.test\r\nTo: bob@acme.test\r\nSubject: see body\r\n\
+          Date: Wed, 4 Mar 2020 10:00:00 +0000\r\nMessage-ID: <sb@t>\r\n\r\n\
+          the invoice is attached\r\n"
+            .to_vec(),
+    ];
+    let items: Vec<(&[u8], Envelope)> = batch
+        .iter()
+        .map(|m| (m.as_slice(), Envelope::new(Source::Import)))
+        .collect();
+    let got: Vec<MessageId> =
+        f.a.ingest_batch(&f.t, &items)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.unwrap().id)
+            .collect();
+    assert_eq!(
+        f.a.retain_until(&f.op, got[0]).unwrap(),
+        ts(datetime!(2031-01-01 00:00 UTC))
+    );
+    assert_eq!(
+        f.a.retain_until(&f.op, got[1]).unwrap(),
+        ts(datetime!(2022-01-01 00:00 UTC))
+    );
+    // The rule is on the subject only: a body mention does not count.
+    assert_eq!(
+        f.a.retain_until(&f.op, got[2]).unwrap(),
+        ts(datetime!(2022-01-01 00:00 UTC))
+    );
+    // A query on any field finds the body mention too.
+    f.a.set_retention_policy(&f.op, policy("invoice")).unwrap();
+    assert_eq!(
+        f.a.retain_until(&f.op, got[2]).unwrap(),
+        ts(datetime!(2031-01-01 00:00 UTC))
+    );
+    assert_eq!(
+        f.a.retention_policy(&f.op).unwrap().rules[1].matches,
+        RuleMatch::Query("invoice".into())
+    );
+}
+
+#[test]
 fn locked_policy_refuses_to_shorten_and_minimum_only_rises() {
     let f = fixture();
     ingest(
@@ -640,4 +745,105 @@ fn inclusion_proofs_check_against_the_bytes_and_survive_deletions() {
         ),
         Err(Error::AccessDenied(_))
     ));
+}
+
+#[test]
+fn a_deletion_by_query_deletes_what_it_finds_and_keeps_held_mail() {
+    let f = fixture();
+    let a1 = ingest(
+        &f,
+        "x@spam.test",
+        "bob@acme.test",
+        "offer one",
+        "Mon, 2 Jan 2023 10:00:00 +0000",
+    );
+    let a2 = ingest(
+        &f,
+        "x@spam.test",
+        "bob@acme.test",
+        "offer two",
+        "Mon, 2 Jan 2023 11:00:00 +0000",
+    );
+    let keep = ingest(
+        &f,
+        "boss@acme.test",
+        "bob@acme.test",
+        "offer review",
+        "Mon, 2 Jan 2023 12:00:00 +0000",
+    );
+    f.a.place_hold(&f.op, "case-1", HoldScope::ids([a2]), "litigation")
+        .unwrap();
+    let au = Principal::auditor(f.t.clone());
+    // Bad input: a query that does not parse, one that finds nothing, no reason.
+    assert!(
+        f.a.request_deletion_matching(&au, "from:(", "gdpr")
+            .is_err()
+    );
+    assert!(matches!(
+        f.a.request_deletion_matching(&au, "from:nobody@none.test", "gdpr"),
+        Err(Error::InvalidArgument(m)) if m.contains("finds no message")
+    ));
+    assert!(matches!(
+        f.a.request_deletion_matching(&au, "from:x@spam.test", "  "),
+        Err(Error::InvalidArgument(_))
+    ));
+    // End users may not delete.
+    let eve = Principal::end_user(f.t.clone(), ["bob@acme.test"]);
+    assert!(matches!(
+        f.a.request_deletion_matching(&eve, "from:x@spam.test", "gdpr"),
+        Err(Error::AccessDenied(_))
+    ));
+    match f
+        .a
+        .request_deletion_matching(&au, "from:x@spam.test", "gdpr erasure")
+        .unwrap()
+    {
+        DeletionOutcome::Done { deleted, kept } => {
+            assert_eq!(deleted, vec![a1]);
+            assert_eq!(kept.len(), 1);
+            assert_eq!(kept[0].0, a2);
+            assert!(kept[0].1.contains("case-1"), "{}", kept[0].1);
+        }
+        other => panic!("want Done, got {other:?}"),
+    }
+    assert!(f.a.get_raw(&au, a1).is_err());
+    assert!(f.a.get_raw(&au, keep).is_ok());
+    // The query is kept with the reason, in the tombstone.
+    let report = f.a.verify(&au).unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(report.tombstones.len(), 1);
+    assert!(report.tombstones[0].reason.contains("from:x@spam.test"));
+}
+
+#[test]
+fn a_hold_by_query_keeps_every_match_from_a_sweep() {
+    let f = fixture();
+    let n = 120;
+    let env = Envelope::new(Source::Import);
+    let items: Vec<(Vec<u8>, Envelope)> = (0..n)
+        .map(|i| {
+            (
+                mail(
+                    "x@old.test",
+                    "bob@acme.test",
+                    &format!("ancient{i}"),
+                    "Mon, 2 Jan 1995 10:00:00 +0000",
+                ),
+                env.clone(),
+            )
+        })
+        .collect();
+    for r in f.a.ingest_batch(&f.t, &items).unwrap() {
+        r.unwrap();
+    }
+    f.a.place_hold(
+        &f.op,
+        "all-old",
+        HoldScope::Query("from:x@old.test".into()),
+        "case",
+    )
+    .unwrap();
+    let report = f.a.sweep(&f.t, None).unwrap();
+    assert!(report.deleted.is_empty());
+    assert_eq!(report.held.len(), n);
 }

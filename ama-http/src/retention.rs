@@ -75,7 +75,7 @@ pub enum DirectionParam {
     Internal,
 }
 
-/// One retention rule: exactly one of `address`, `domain`, `direction`.
+/// One retention rule: exactly one of `address`, `domain`, `direction`, `query`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
@@ -88,6 +88,10 @@ pub struct Rule {
     /// The message's direction.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub direction: Option<DirectionParam>,
+    /// Messages this search query finds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 2000)]
+    pub query: Option<String>,
     /// How long matching messages are kept (`10y`, `6m`, `90d`).
     #[schema(pattern = "^[0-9]{1,4}[dmyDMY]$")]
     pub period: String,
@@ -132,6 +136,7 @@ impl From<RetentionPolicy> for Policy {
                         address: None,
                         domain: None,
                         direction: None,
+                        query: None,
                         period: r.period.to_string(),
                     };
                     match r.matches {
@@ -144,6 +149,7 @@ impl From<RetentionPolicy> for Policy {
                                 Direction::Internal => DirectionParam::Internal,
                             });
                         }
+                        RuleMatch::Query(q) => out.query = Some(q),
                     }
                     out
                 })
@@ -160,10 +166,11 @@ impl TryFrom<Policy> for RetentionPolicy {
     fn try_from(p: Policy) -> Result<Self, Problem> {
         let mut rules = Vec::with_capacity(p.rules.len());
         for (i, r) in p.rules.into_iter().enumerate() {
-            let matches = match (r.address, r.domain, r.direction) {
-                (Some(a), None, None) => RuleMatch::Address(a),
-                (None, Some(d), None) => RuleMatch::Domain(d),
-                (None, None, Some(d)) => RuleMatch::Direction(match d {
+            let matches = match (r.address, r.domain, r.direction, r.query) {
+                (Some(a), None, None, None) => RuleMatch::Address(a),
+                (None, Some(d), None, None) => RuleMatch::Domain(d),
+                (None, None, None, Some(q)) => RuleMatch::Query(q),
+                (None, None, Some(d), None) => RuleMatch::Direction(match d {
                     DirectionParam::Inbound => Direction::Inbound,
                     DirectionParam::Outbound => Direction::Outbound,
                     DirectionParam::Internal => Direction::Internal,
@@ -171,7 +178,7 @@ impl TryFrom<Policy> for RetentionPolicy {
                 _ => {
                     return Err(Problem::new(
                         Kind::BadRequest,
-                        format!("rule {i}: give exactly one of address, domain, direction"),
+                        format!("rule {i}: give exactly one of address, domain, direction, query"),
                     ));
                 }
             };

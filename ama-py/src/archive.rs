@@ -806,6 +806,7 @@ impl NativeArchive {
             let matches = match kind.as_str() {
                 "address" => ama_core::RuleMatch::Address(value.clone()),
                 "domain" => ama_core::RuleMatch::Domain(value.clone()),
+                "query" => ama_core::RuleMatch::Query(value.clone()),
                 "direction" => ama_core::RuleMatch::Direction(match value.as_str() {
                     "inbound" => ama_core::Direction::Inbound,
                     "outbound" => ama_core::Direction::Outbound,

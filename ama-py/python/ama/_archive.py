@@ -525,8 +525,8 @@ class Tenant(TenantView):
         four_eyes: bool = False,
     ) -> int:
         """Sets the retention policy: ``default`` like ``"10y"``, ``rules``
-        as ``(kind, value, period)`` with kind ``address``, ``domain`` or
-        ``direction`` (first match wins), periods counted from the end of the
+        as ``(kind, value, period)`` with kind ``address``, ``domain``,
+        ``direction`` or ``query`` (a search query; first match wins), periods counted from the end of the
         message's year with ``year_end=True`` (GoBD). Returns how many
         messages' retain-until were recomputed."""
         return self._archive._native.set_retention(
