@@ -995,7 +995,12 @@ impl Archive {
             .ok_or_else(|| {
                 Error::InvalidArgument(format!("no pending deletion request {request}"))
             })?;
-        if req.requested_by.is_none() || req.requested_by.as_deref() == who.user() {
+        // Both sides must be named users, and different ones: the operator
+        // (whoever holds the archive passphrase) is nobody's second pair of eyes.
+        if who.user().is_none()
+            || req.requested_by.is_none()
+            || req.requested_by.as_deref() == who.user()
+        {
             let e = Error::AccessDenied(
                 "four-eyes: a deletion must be approved by a second, named auditor".into(),
             );

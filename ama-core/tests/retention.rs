@@ -615,6 +615,11 @@ fn four_eyes_deletion_needs_two_different_auditors_and_reports_what_was_kept() {
         a.approve_deletion(&Principal::end_user(t.clone(), ["q@x.test"]), &req),
         Err(Error::AccessDenied(_))
     ));
+    // The operator (no named user) is nobody's second pair of eyes.
+    assert!(
+        matches!(a.approve_deletion(&op, &req), Err(Error::AccessDenied(m)) if m.contains("four-eyes"))
+    );
+    a.get_raw(&op, gone).unwrap();
     match a.approve_deletion(&ben, &req).unwrap() {
         DeletionOutcome::Done { deleted, kept } => {
             assert_eq!(deleted, [gone]);
