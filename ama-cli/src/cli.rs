@@ -173,6 +173,12 @@ pub enum Command {
         #[command(subcommand)]
         command: HoldCommand,
     },
+    /// Request, list and approve deletions of mail still under retention (auditors).
+    Deletion {
+        /// Deletion command.
+        #[command(subcommand)]
+        command: DeletionCommand,
+    },
     /// Decrypt every message, check its digest and the ingest log; report tombstones and gaps.
     Verify(VerifyArgs),
     /// Print an inclusion proof of a message (JSON) that `ama proof-check` or docs/PROOFS.md checks.
@@ -748,6 +754,70 @@ pub enum HoldCommand {
         /// The tenant.
         #[arg(long, value_name = "ID")]
         tenant: TenantId,
+    },
+}
+
+/// Who acts: a named user of the tenant, or the operator.
+#[derive(Debug, Args)]
+pub struct AsUser {
+    /// Act as this user of the tenant (an auditor), logging in with the
+    /// password from --password-stdin or AMA_USER_PASSWORD. Without it the
+    /// operator acts, who cannot take part in four-eyes approvals.
+    #[arg(long = "as", value_name = "USER")]
+    pub user: Option<String>,
+    /// Read the user's password from the first line of standard input.
+    #[arg(long, requires = "user")]
+    pub password_stdin: bool,
+}
+
+/// `ama deletion …`
+#[derive(Debug, Subcommand)]
+pub enum DeletionCommand {
+    /// Delete messages before their retention ends (e.g. a GDPR erasure):
+    /// carried out at once, or with four-eyes on recorded until a second
+    /// auditor approves. Held or still protected messages are kept back.
+    Request {
+        /// The tenant.
+        #[arg(long, value_name = "ID")]
+        tenant: TenantId,
+        /// Why (kept in the tombstones and the audit log).
+        #[arg(long)]
+        reason: String,
+        /// Delete what this query finds (resolved now).
+        #[arg(
+            long,
+            value_name = "QUERY",
+            allow_hyphen_values = true,
+            conflicts_with = "ids"
+        )]
+        query: Option<String>,
+        /// Delete exactly these messages.
+        #[arg(long, value_name = "ARCHIVE_ID", num_args = 1..)]
+        ids: Vec<MessageId>,
+        /// Who asks.
+        #[command(flatten)]
+        who: AsUser,
+    },
+    /// List pending requests (JSON lines).
+    List {
+        /// The tenant.
+        #[arg(long, value_name = "ID")]
+        tenant: TenantId,
+        /// Who asks.
+        #[command(flatten)]
+        who: AsUser,
+    },
+    /// Approve a pending request: a second auditor, not the one who asked.
+    Approve {
+        /// The tenant.
+        #[arg(long, value_name = "ID")]
+        tenant: TenantId,
+        /// The request's id, as printed by `deletion request` and `deletion list`.
+        #[arg(value_name = "REQUEST")]
+        request: String,
+        /// Who approves.
+        #[command(flatten)]
+        who: AsUser,
     },
 }
 

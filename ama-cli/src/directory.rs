@@ -16,10 +16,7 @@
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
-use ama_core::{
-    AccessContext, Authenticator, DirectoryBind, DirectoryConfig, Frontend, Principal, Role,
-    TenantId,
-};
+use ama_core::{Authenticator, DirectoryBind, DirectoryConfig, Role, TenantId};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde::Serialize;
@@ -104,10 +101,6 @@ pub struct DirectorySetArgs {
     /// Attribute holding the user's addresses (repeatable; default: mail and proxyAddresses).
     #[arg(long = "address-attribute", value_name = "ATTR")]
     pub address_attributes: Vec<String>,
-}
-
-fn operator(tenant: &TenantId) -> Principal {
-    Principal::operator(tenant.clone()).with_context(AccessContext::new(Frontend::Cli))
 }
 
 fn secret(from_stdin: bool, env: &str, flag: &str) -> anyhow::Result<String> {
@@ -331,7 +324,7 @@ pub fn run(g: &Global, cmd: &DirectoryCommand) -> anyhow::Result<()> {
             let config = config_from(args)?;
             ama_ldap::check_config(&config).map_err(|e| Usage(e.to_string()))?;
             let archive = unlock::open(g)?;
-            archive.set_directory(&operator(&args.tenant), Some(config.clone()))?;
+            archive.set_directory(&unlock::operator(&args.tenant), Some(config.clone()))?;
             let mut out = std::io::stdout().lock();
             writeln!(
                 out,
@@ -342,7 +335,7 @@ pub fn run(g: &Global, cmd: &DirectoryCommand) -> anyhow::Result<()> {
         }
         DirectoryCommand::Show { tenant, json } => {
             let archive = unlock::open(g)?;
-            let config = archive.directory(&operator(tenant))?;
+            let config = archive.directory(&unlock::operator(tenant))?;
             let mut out = std::io::stdout().lock();
             match (config, json) {
                 (Some(c), true) => output::json_line(&mut out, &DirectoryJson::new(&c)),
@@ -359,7 +352,7 @@ pub fn run(g: &Global, cmd: &DirectoryCommand) -> anyhow::Result<()> {
         }
         DirectoryCommand::Clear { tenant } => {
             let archive = unlock::open(g)?;
-            archive.set_directory(&operator(tenant), None)?;
+            archive.set_directory(&unlock::operator(tenant), None)?;
             writeln!(
                 std::io::stdout().lock(),
                 "tenant {tenant}: directory removed; only local passwords log in"
@@ -377,11 +370,13 @@ pub fn run(g: &Global, cmd: &DirectoryCommand) -> anyhow::Result<()> {
                 "--password-stdin",
             )?;
             let archive = unlock::open(g)?;
-            let config = archive.directory(&operator(tenant))?.ok_or_else(|| {
-                Usage(format!(
-                    "tenant {tenant} has no directory (set one with: ama tenant directory set)"
-                ))
-            })?;
+            let config = archive
+                .directory(&unlock::operator(tenant))?
+                .ok_or_else(|| {
+                    Usage(format!(
+                        "tenant {tenant} has no directory (set one with: ama tenant directory set)"
+                    ))
+                })?;
             let id = ama_ldap::LdapAuthenticator::new()
                 .authenticate(&config, user, &password)
                 .with_context(|| format!("the directory refused or failed for {user:?}"))?;

@@ -27,10 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ama_core::export::{ExportedMessage, MboxWriter, ZipExport};
-use ama_core::{
-    AccessContext, ExportAction, ExportSink, ExportSummary, Frontend, MessageId, Principal,
-    Selection, TenantId,
-};
+use ama_core::{ExportAction, ExportSink, ExportSummary, MessageId, Selection, TenantId};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -59,6 +56,9 @@ pub struct SelectArgs {
     /// (several after one --ids, or --ids repeated).
     #[arg(long, value_name = "ARCHIVE_ID", num_args = 1..)]
     pub ids: Vec<MessageId>,
+    /// What the legal hold of this name covers (auditors).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["query", "ids"])]
+    pub hold: Option<String>,
 }
 
 /// Export file format.
@@ -115,16 +115,14 @@ pub struct RestoreArgs {
     pub json: bool,
 }
 
-/// The operator of `tenant` acting through the CLI (admin and auditor).
-fn operator(tenant: &TenantId) -> Principal {
-    Principal::operator(tenant.clone()).with_context(AccessContext::new(Frontend::Cli))
-}
-
 /// The selection, with the query checked before anything is opened (a typo
 /// is a usage error, exit code 2).
 fn selection(s: &SelectArgs) -> anyhow::Result<Selection> {
     if !s.ids.is_empty() {
         return Ok(Selection::Ids(s.ids.clone()));
+    }
+    if let Some(h) = &s.hold {
+        return Ok(Selection::Hold(h.clone()));
     }
     match &s.query {
         Some(q) => {
@@ -363,7 +361,7 @@ pub fn export(g: &Global, args: &ExportArgs) -> anyhow::Result<()> {
     refuse_inside_data_dir(&g.data, out)?;
     let archive = unlock::open(g)?;
     archive.tenant(&args.tenant)?;
-    let who = operator(&args.tenant);
+    let who = unlock::operator(&args.tenant);
 
     let partial = partial_path(out);
     let file = create_partial(&partial, args.force)?;
@@ -548,7 +546,7 @@ pub fn restore(g: &Global, args: &RestoreArgs) -> anyhow::Result<()> {
     let password = crate::imap::password()?;
     let archive = unlock::open(g)?;
     archive.tenant(&args.tenant)?;
-    let who = operator(&args.tenant);
+    let who = unlock::operator(&args.tenant);
     let url = args.imap.to_string();
     let mut target = ImapTarget::connect(&args.imap, &password, args.imap_ca.as_deref())?;
     drop(password);

@@ -101,6 +101,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit { command } => users::audit(g, command),
         Command::Retention { command } => retention::retention(g, command),
         Command::Hold { command } => retention::hold(g, command),
+        Command::Deletion { command } => retention::deletion(g, command),
         Command::Verify(args) => retention::verify(g, args),
         Command::Proof { tenant, id } => retention::proof(g, tenant, *id),
         Command::ProofCheck { proof, message } => retention::proof_check(proof, message),

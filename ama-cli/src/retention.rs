@@ -1,15 +1,19 @@
-//! `ama retention …`, `ama hold …` and `ama verify`: the operator's side of
-//! the engine's retention, legal holds and integrity checks
-//! ([`ama_core::retention`]). All of it is audited in the tenant's log.
+//! `ama retention …`, `ama hold …`, `ama deletion …` and `ama verify`: the
+//! operator's side of the engine's retention, legal holds, deletion requests
+//! and integrity checks ([`ama_core::retention`]). All of it is audited in
+//! the tenant's log.
 
 use std::io::Write;
 
 use ama_core::{
-    CountFrom, Direction, HoldScope, RetentionPolicy, RetentionRule, RuleMatch, TenantId,
+    AccessContext, Archive, CountFrom, DeletionOutcome, Direction, Frontend, HoldScope, Principal,
+    RetentionPolicy, RetentionRule, RuleMatch, TenantId,
 };
 
 use crate::Usage;
-use crate::cli::{Global, HoldCommand, RetentionCommand, RetentionSetArgs, VerifyArgs};
+use crate::cli::{
+    AsUser, DeletionCommand, Global, HoldCommand, RetentionCommand, RetentionSetArgs, VerifyArgs,
+};
 use crate::output::{self, clean};
 use crate::unlock;
 
@@ -172,6 +176,122 @@ pub fn hold(g: &Global, cmd: &HoldCommand) -> anyhow::Result<()> {
                     }),
                 )?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Who acts for `ama deletion …`: the named user after a login (the
+/// session is ended again afterwards), or the operator.
+struct Acting {
+    who: Principal,
+    token: Option<String>,
+}
+
+impl Acting {
+    fn new(archive: &Archive, tenant: &TenantId, as_user: &AsUser) -> anyhow::Result<Self> {
+        let Some(user) = &as_user.user else {
+            return Ok(Acting {
+                who: unlock::operator(tenant),
+                token: None,
+            });
+        };
+        let password = crate::users::password(as_user.password_stdin)?;
+        let ctx = AccessContext::new(Frontend::Cli);
+        let session = archive.login(tenant, user, &password, &ctx)?;
+        let who = archive.authenticate(&session.token, &ctx)?;
+        Ok(Acting {
+            who,
+            token: Some(session.token),
+        })
+    }
+
+    fn end(self, archive: &Archive) -> anyhow::Result<()> {
+        if let Some(t) = self.token {
+            archive.logout(&t, &AccessContext::new(Frontend::Cli))?;
+        }
+        Ok(())
+    }
+}
+
+fn print_outcome(out: &mut impl Write, o: &DeletionOutcome) -> anyhow::Result<()> {
+    match o {
+        DeletionOutcome::Pending { request } => writeln!(
+            out,
+            "deletion request {request} recorded; it waits for a second auditor \
+             (ama deletion approve {request})"
+        )?,
+        DeletionOutcome::Done { deleted, kept } => {
+            writeln!(out, "{} deleted, {} kept back", deleted.len(), kept.len())?;
+            for id in deleted {
+                writeln!(out, "  deleted {id}")?;
+            }
+            for (id, why) in kept {
+                writeln!(out, "  kept {id}: {}", clean(why))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `ama deletion …`
+pub fn deletion(g: &Global, cmd: &DeletionCommand) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        DeletionCommand::Request {
+            tenant,
+            reason,
+            query,
+            ids,
+            who,
+        } => {
+            if reason.trim().is_empty() {
+                return Err(Usage("a deletion needs a --reason".into()).into());
+            }
+            if let Some(q) = query
+                && let Err(e) = ama_core::query::parse(q)
+            {
+                return Err(Usage(format!("bad query: {e}")).into());
+            }
+            if query.is_none() && ids.is_empty() {
+                return Err(Usage("give --query or --ids".into()).into());
+            }
+            let archive = unlock::open(g)?;
+            let acting = Acting::new(&archive, tenant, who)?;
+            let outcome = match query {
+                Some(q) => archive.request_deletion_matching(&acting.who, q, reason),
+                None => archive.request_deletion(&acting.who, ids, reason),
+            };
+            acting.end(&archive)?;
+            print_outcome(&mut out, &outcome?)?;
+        }
+        DeletionCommand::List { tenant, who } => {
+            let archive = unlock::open(g)?;
+            let acting = Acting::new(&archive, tenant, who)?;
+            let reqs = archive.deletion_requests(&acting.who);
+            acting.end(&archive)?;
+            for r in reqs? {
+                output::json_line(
+                    &mut out,
+                    &serde_json::json!({
+                        "id": r.id,
+                        "requested_by": r.requested_by,
+                        "reason": r.reason,
+                        "ids": r.ids.iter().map(|i| ama_core::MessageId::from_u128(*i).to_string()).collect::<Vec<_>>(),
+                    }),
+                )?;
+            }
+        }
+        DeletionCommand::Approve {
+            tenant,
+            request,
+            who,
+        } => {
+            let archive = unlock::open(g)?;
+            let acting = Acting::new(&archive, tenant, who)?;
+            let outcome = archive.approve_deletion(&acting.who, request);
+            acting.end(&archive)?;
+            print_outcome(&mut out, &outcome?)?;
         }
     }
     Ok(())

@@ -20,7 +20,7 @@ use crate::cli::{
 use crate::output::{self, clean};
 use crate::unlock;
 
-fn password(from_stdin: bool) -> anyhow::Result<zeroize::Zeroizing<String>> {
+pub(crate) fn password(from_stdin: bool) -> anyhow::Result<zeroize::Zeroizing<String>> {
     if from_stdin {
         let mut line = zeroize::Zeroizing::new(String::new());
         std::io::stdin().lock().read_line(&mut line)?;

@@ -843,3 +843,126 @@ fn proofs_are_checked_without_the_archive() {
         Err(_) => eprintln!("SKIPPED: the Python check (no python3)"),
     }
 }
+
+#[test]
+fn four_eyes_deletion_by_query_and_a_hold_export() {
+    let f = Fixture::with_tenant();
+    f.write("in/alice.eml", ALICE);
+    f.write("in/dave.eml", DAVE);
+    f.import_json(&["in"]);
+    f.ok(&[
+        "retention",
+        "set",
+        "--tenant",
+        "acme",
+        "--default",
+        "10y",
+        "--four-eyes",
+        "--rule",
+        "query:subject:lunch=1y",
+    ]);
+    let shown: Value =
+        serde_json::from_str(&f.ok(&["retention", "show", "--tenant", "acme"])).unwrap();
+    assert_eq!(shown["rules"][0], "query:subject:lunch=1y");
+    for u in ["ann", "ben"] {
+        let out = f
+            .cmd()
+            .args(["user", "add", "--tenant", "acme", u, "--role", "auditor"])
+            .env("AMA_USER_PASSWORD", "tulip-orbit-canyon-42")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let as_user = |u: &str, args: &[&str]| -> Output {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--as", u]);
+        f.cmd()
+            .args(&all)
+            .env("AMA_USER_PASSWORD", "tulip-orbit-canyon-42")
+            .output()
+            .unwrap()
+    };
+    // Bad input is a usage error: no selection, an unparsable query.
+    f.fails(
+        &["deletion", "request", "--tenant", "acme", "--reason", "x"],
+        2,
+    );
+    f.fails(
+        &[
+            "deletion", "request", "--tenant", "acme", "--reason", "x", "--query", "from:(",
+        ],
+        2,
+    );
+    let req = as_user(
+        "ann",
+        &[
+            "deletion",
+            "request",
+            "--tenant",
+            "acme",
+            "--reason",
+            "gdpr erasure",
+            "--query",
+            "from:dave@acme.test",
+        ],
+    );
+    assert!(req.status.success(), "{}", stderr(&req));
+    let text = String::from_utf8_lossy(&req.stdout).to_string();
+    assert!(text.contains("waits for a second auditor"), "{text}");
+    let list = as_user("ben", &["deletion", "list", "--tenant", "acme"]);
+    let pending: Value = serde_json::from_str(
+        String::from_utf8_lossy(&list.stdout)
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(pending["requested_by"], "ann");
+    let id = pending["id"].as_str().unwrap().to_string();
+    // The requester cannot approve her own request; the operator cannot either.
+    let own = as_user("ann", &["deletion", "approve", "--tenant", "acme", &id]);
+    assert_eq!(own.status.code(), Some(1), "{}", stderr(&own));
+    assert!(stderr(&own).contains("four-eyes"), "{}", stderr(&own));
+    f.fails(&["deletion", "approve", "--tenant", "acme", &id], 1);
+    // A wrong password is refused.
+    let wrong = f
+        .cmd()
+        .args([
+            "deletion", "approve", "--tenant", "acme", &id, "--as", "ben",
+        ])
+        .env("AMA_USER_PASSWORD", "not-bens-password-at-all")
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    let ok = as_user("ben", &["deletion", "approve", "--tenant", "acme", &id]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let text = String::from_utf8_lossy(&ok.stdout).to_string();
+    assert!(text.contains("1 deleted, 0 kept back"), "{text}");
+    assert_eq!(f.search_json(&[]).len(), 1);
+
+    // A hold exported by name: exactly the held mail.
+    f.ok(&[
+        "hold",
+        "place",
+        "--tenant",
+        "acme",
+        "q3",
+        "--reason",
+        "audit",
+        "--query",
+        "subject:q3",
+    ]);
+    f.ok(&[
+        "export", "--tenant", "acme", "--hold", "q3", "--format", "mbox", "--out", "q3.mbox",
+    ]);
+    let mbox = std::fs::read(f.path("q3.mbox")).unwrap();
+    assert!(mbox.windows(10).any(|w| w == b"Q3 numbers"));
+    assert!(!mbox.windows(5).any(|w| w == b"lunch"));
+    f.fails(
+        &[
+            "export", "--tenant", "acme", "--hold", "q3", "--query", "x", "--format", "mbox",
+            "--out", "x.mbox",
+        ],
+        2,
+    );
+}
