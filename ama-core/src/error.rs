@@ -37,6 +37,9 @@ pub enum Error {
     /// An export or restore could not be completed.
     #[error(transparent)]
     Export(#[from] crate::export::ExportError),
+    /// A backup or a restore from a backup could not be completed.
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
     /// An argument is out of range (a page offset, a limit).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

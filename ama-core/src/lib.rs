@@ -43,6 +43,7 @@
 pub mod access;
 pub mod archive;
 pub mod audit;
+pub mod backup;
 pub mod catalog;
 pub mod crypt_dir;
 pub mod crypto;
