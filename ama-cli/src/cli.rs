@@ -428,6 +428,11 @@ pub struct ServeArgs {
     /// Unpack Microsoft Exchange / Microsoft 365 journal reports sent to this tenant (repeatable).
     #[arg(long = "journal-tenant", value_name = "ID")]
     pub journal_tenants: Vec<TenantId>,
+    /// Run the retention sweep (delete mail past its retain-until that no
+    /// legal hold covers) for every tenant this often: e.g. 24h, 30m, or off.
+    #[arg(long, value_name = "INTERVAL", default_value = crate::sweeper::DEFAULT_EVERY,
+          value_parser = crate::sweeper::parse_every)]
+    pub sweep_every: crate::sweeper::Every,
 }
 
 /// `ama key-service …`

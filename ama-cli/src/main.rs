@@ -39,6 +39,7 @@ mod read;
 mod retention;
 mod serve;
 mod stores;
+mod sweeper;
 mod tenants;
 mod unlock;
 mod users;

@@ -133,6 +133,9 @@ pub fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
+        if let Some(every) = args.sweep_every.0 {
+            tokio::spawn(crate::sweeper::run(archive.clone(), every, stop_rx.clone()));
+        }
         let smtp = async {
             if listeners.starttls.is_some() || listeners.implicit_tls.is_some() {
                 ama_smtp::serve(listeners, archive.clone(), config, stopped(stop_rx.clone()))

@@ -966,3 +966,62 @@ fn four_eyes_deletion_by_query_and_a_hold_export() {
         2,
     );
 }
+
+/// `ama serve` sweeps on its own: mail past its retain-until is deleted
+/// by the node's schedule, with no `ama retention sweep` run by hand.
+#[test]
+fn serve_sweeps_expired_mail_on_its_schedule() {
+    use std::io::{BufRead, BufReader};
+    let f = Fixture::with_tenant();
+    f.write("in/alice.eml", ALICE); // 2024: past a one-day retention
+    f.import_json(&["in"]);
+    f.ok(&["retention", "set", "--tenant", "acme", "--default", "1d"]);
+    f.fails(
+        &["serve", "--http", "127.0.0.1:0", "--sweep-every", "5w"],
+        2,
+    );
+    let mut child = f
+        .cmd()
+        .args([
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--insecure-http",
+            "--sweep-every",
+            "1s",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut swept = None;
+    while std::time::Instant::now() < deadline {
+        match rx.recv_timeout(std::time::Duration::from_secs(1)) {
+            Ok(l) if l.contains("retention sweep of acme") => {
+                swept = Some(l);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    let swept = swept.expect("no retention sweep within 60 s");
+    assert!(swept.contains("1 deleted"), "{swept}");
+    assert!(status.success(), "{status}");
+    assert!(f.search_json(&[]).is_empty());
+    let v = f.ok(&["verify", "--tenant", "acme"]);
+    assert!(v.contains("1 deleted with tombstones, 0 problems"), "{v}");
+}
