@@ -67,6 +67,12 @@ pub(crate) fn routes(st: &AppState) -> Router<AppState> {
             axum::routing::delete(revoke_api_key),
         )
         .route("/tenants/{tenant}/export", get(crate::export::export))
+        .route("/tenants/{tenant}/exports", post(crate::jobs::start))
+        .route("/tenants/{tenant}/exports/{job}", get(crate::jobs::status))
+        .route(
+            "/tenants/{tenant}/exports/{job}/download",
+            get(crate::jobs::download),
+        )
         .route(
             "/tenants/{tenant}/retention-policy",
             get(crate::retention::get_policy).put(crate::retention::put_policy),

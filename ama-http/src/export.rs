@@ -63,6 +63,59 @@ pub struct ExportParams {
     pub q: Option<String>,
     /// Export exactly these archive ids, comma-separated (at most 10,000).
     pub ids: Option<String>,
+    /// Export what the legal hold of this name covers now (auditors).
+    pub hold: Option<String>,
+}
+
+impl ExportParams {
+    /// What to export: at most one of `q`, `ids` and `hold`; none is everything.
+    pub(crate) fn selection(&self) -> Result<Selection, Problem> {
+        match (&self.q, &self.ids, &self.hold) {
+            (None, None, None) => Ok(Selection::All),
+            (Some(q), None, None) => Ok(Selection::Query(q.clone())),
+            (None, None, Some(h)) => {
+                if h.trim().is_empty() {
+                    Err(Problem::new(
+                        Kind::BadRequest,
+                        "hold must name a legal hold",
+                    ))
+                } else {
+                    Ok(Selection::Hold(h.clone()))
+                }
+            }
+            (None, Some(ids), None) => {
+                let ids: Vec<MessageId> = ids
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        s.parse().map_err(|_| {
+                            Problem::new(Kind::BadRequest, "ids holds a malformed archive id")
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+                if ids.is_empty() || ids.len() > MAX_IDS {
+                    return Err(Problem::new(
+                        Kind::BadRequest,
+                        format!("ids must list 1 to {MAX_IDS} archive ids"),
+                    ));
+                }
+                Ok(Selection::Ids(ids))
+            }
+            _ => Err(Problem::new(
+                Kind::BadRequest,
+                "give at most one of q, ids and hold",
+            )),
+        }
+    }
+
+    /// The engine's format, the media type and the file extension.
+    pub(crate) fn format(&self) -> (ExportFormat, &'static str, &'static str) {
+        match self.format.unwrap_or_default() {
+            FormatParam::Mbox => (ExportFormat::Mbox, "application/mbox", "mbox"),
+            FormatParam::Zip => (ExportFormat::Zip, "application/zip", "zip"),
+        }
+    }
 }
 
 /// Writes into the channel in chunks, blocking when the client is slow.
@@ -99,9 +152,9 @@ impl Write for ChannelWriter {
 
 /// The response body: the first chunk, then chunks from the channel; an
 /// error aborts the response.
-struct ChannelBody {
-    first: Option<Result<Bytes, io::Error>>,
-    rx: mpsc::Receiver<Result<Bytes, io::Error>>,
+pub(crate) struct ChannelBody {
+    pub(crate) first: Option<Result<Bytes, io::Error>>,
+    pub(crate) rx: mpsc::Receiver<Result<Bytes, io::Error>>,
 }
 
 impl http_body::Body for ChannelBody {
@@ -143,36 +196,8 @@ pub(crate) async fn export(
     if a.principal.tenant().as_str() != tenant {
         return Err(Problem::not_found());
     }
-    let selection = match (p.q, p.ids) {
-        (Some(_), Some(_)) => {
-            return Err(Problem::new(Kind::BadRequest, "give q or ids, not both"));
-        }
-        (Some(q), None) => Selection::Query(q),
-        (None, Some(ids)) => {
-            let ids: Vec<MessageId> = ids
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| {
-                    s.parse().map_err(|_| {
-                        Problem::new(Kind::BadRequest, "ids holds a malformed archive id")
-                    })
-                })
-                .collect::<Result<_, _>>()?;
-            if ids.is_empty() || ids.len() > MAX_IDS {
-                return Err(Problem::new(
-                    Kind::BadRequest,
-                    format!("ids must list 1 to {MAX_IDS} archive ids"),
-                ));
-            }
-            Selection::Ids(ids)
-        }
-        (None, None) => Selection::All,
-    };
-    let (format, mime, ext) = match p.format.unwrap_or_default() {
-        FormatParam::Mbox => (ExportFormat::Mbox, "application/mbox", "mbox"),
-        FormatParam::Zip => (ExportFormat::Zip, "application/zip", "zip"),
-    };
+    let selection = p.selection()?;
+    let (format, mime, ext) = p.format();
     let destination = match a.principal.context().source.as_deref() {
         Some(s) => format!("HTTP download by {s}"),
         None => "HTTP download".into(),

@@ -54,6 +54,7 @@ mod api;
 mod auth;
 mod export;
 mod extract;
+mod jobs;
 mod linger;
 pub mod metrics;
 pub mod openapi;
@@ -101,6 +102,9 @@ pub struct HttpConfig {
     /// More metrics for `/metrics` from the embedding program (e.g. the
     /// SMTP node's spool depth), appended to the server's own.
     pub extra_metrics: Option<ExtraMetrics>,
+    /// How long an export job and its (encrypted) file are kept when
+    /// nobody downloads it, counted from the job's start.
+    pub export_ttl: Duration,
 }
 
 /// A function returning Prometheus text exposition lines (with their
@@ -130,6 +134,7 @@ impl Default for HttpConfig {
                 shutdown_grace: Duration::from_secs(30),
             },
             extra_metrics: None,
+            export_ttl: Duration::from_secs(3600),
         }
     }
 }
@@ -143,6 +148,7 @@ pub(crate) struct Inner {
     pub(crate) limiter: ratelimit::Limiter,
     pub(crate) login_limiter: ratelimit::Limiter,
     pub(crate) ready: AtomicBool,
+    pub(crate) jobs: Arc<jobs::Jobs>,
 }
 
 /// Cheap handle on the shared state.
@@ -175,9 +181,17 @@ impl std::fmt::Debug for App {
 impl App {
     /// The API over `archive`. `tls` says whether it is served over TLS
     /// (then responses carry HSTS and the session cookie is `Secure`).
+    /// Export job files live in `tmp/http-exports` of the data directory;
+    /// leftovers of an earlier process there are deleted (one server per
+    /// data directory).
     pub fn new(archive: Arc<Archive>, config: HttpConfig, tls: bool) -> Self {
+        let jobs = jobs::Jobs::new(
+            archive.data_dir().join("tmp").join("http-exports"),
+            config.export_ttl,
+        );
         App {
             state: AppState(Arc::new(Inner {
+                jobs,
                 archive,
                 limiter: ratelimit::Limiter::new(config.rate),
                 login_limiter: ratelimit::Limiter::new(config.login_rate),

@@ -22,7 +22,7 @@ use crate::problem::ProblemBody;
     paths(
         api::login, api::logout, api::session,
         api::ingest, api::search, api::message, api::raw, api::attachment,
-        crate::export::export,
+        crate::export::export, crate::jobs::start, crate::jobs::status, crate::jobs::download,
         crate::retention::get_policy, crate::retention::put_policy,
         crate::retention::holds, crate::retention::place_hold, crate::retention::release_hold,
         crate::retention::delete, crate::retention::deletion_requests, crate::retention::approve,

@@ -479,13 +479,19 @@ pub(crate) async fn release_hold(
 
 // ----- deletion ----------------------------------------------------------------
 
-/// A deletion request.
+/// A deletion request: exactly one of `ids` and `query`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDeletion {
     /// The archive ids to delete.
     #[schema(min_items = 1, max_items = 10000)]
-    pub ids: Vec<String>,
+    pub ids: Option<Vec<String>>,
+    /// Delete what this query finds now (the query language of
+    /// `docs/SEARCH.md`; an empty query is refused). The ids it found are
+    /// what the request holds, so a four-eyes approval deletes exactly
+    /// what the requester saw.
+    #[schema(min_length = 1, max_length = 2000)]
+    pub query: Option<String>,
     /// Why.
     #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
@@ -557,8 +563,9 @@ pub struct DeletionRequestOut {
     pub reason: String,
 }
 
-/// Delete messages (auditors): carried out at once, or, with four-eyes on,
-/// recorded until a second auditor approves. Held or still retained messages are kept back.
+/// Delete messages (auditors), listed by `ids` or found by a `query`:
+/// carried out at once, or, with four-eyes on, recorded until a second
+/// auditor approves. Held or still retained messages are kept back.
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/deletions", tag = "retention",
     params(("tenant" = String, Path, description = "Tenant id")),
     request_body = NewDeletion,
@@ -581,16 +588,35 @@ pub(crate) async fn delete(
     ApiJson(d): ApiJson<NewDeletion>,
 ) -> Result<Response, Problem> {
     own(&a, &tenant)?;
-    let list = ids(&d.ids)?;
-    if list.is_empty() || list.len() > 10_000 || d.reason.trim().is_empty() {
-        return Err(Problem::new(
-            Kind::BadRequest,
-            "give 1 to 10000 ids and a reason",
-        ));
+    if d.reason.trim().is_empty() {
+        return Err(Problem::new(Kind::BadRequest, "a deletion needs a reason"));
     }
     let archive = st.archive.clone();
     let who = a.principal;
-    let o = blocking(move || archive.request_deletion(&who, &list, &d.reason)).await?;
+    let o = match (d.ids, d.query) {
+        (Some(_), Some(_)) | (None, None) => {
+            return Err(Problem::new(
+                Kind::BadRequest,
+                "give exactly one of ids and query",
+            ));
+        }
+        (Some(list), None) => {
+            let list = ids(&list)?;
+            if list.is_empty() || list.len() > 10_000 {
+                return Err(Problem::new(Kind::BadRequest, "give 1 to 10000 ids"));
+            }
+            blocking(move || archive.request_deletion(&who, &list, &d.reason)).await?
+        }
+        (None, Some(q)) => {
+            if q.trim().is_empty() {
+                return Err(Problem::new(
+                    Kind::BadRequest,
+                    "an empty query would delete everything; give a query that selects",
+                ));
+            }
+            blocking(move || archive.request_deletion_matching(&who, &q, &d.reason)).await?
+        }
+    };
     Ok(outcome(o))
 }
 
