@@ -133,6 +133,8 @@ type HoldTuple = (String, String, String, i64, bool);
 
 /// `(deleted, held, resumed)`.
 type SweepTuple = (Vec<String>, Vec<String>, usize);
+/// `(status, request, deleted, [(id, why kept)])`.
+type DeletionTuple = (String, Option<String>, Vec<String>, Vec<(String, String)>);
 
 /// `(verified, [(id, reason, deleted_at)], [(id, problem)])`.
 type VerifyMessagesTuple = (
@@ -843,6 +845,56 @@ impl NativeArchive {
         run(py, move || engine.retain_until(&who, id))
     }
 
+    /// Asks to delete `ids` or what `query` finds (exactly one), as the
+    /// tenant's operator: `(status, request, deleted, [(id, why kept)])`,
+    /// status `done` or `pending` (four-eyes: `request` awaits approval).
+    #[pyo3(signature = (tenant, reason, *, ids=None, query=None))]
+    fn request_deletion(
+        &self,
+        py: Python<'_>,
+        tenant: String,
+        reason: String,
+        ids: Option<Vec<String>>,
+        query: Option<String>,
+    ) -> PyResult<DeletionTuple> {
+        let engine = self.engine()?;
+        let who = operator(tenant_id(&tenant)?);
+        let o = match (ids, query) {
+            (Some(ids), None) => {
+                let ids = ids
+                    .iter()
+                    .map(|i| message_id(i))
+                    .collect::<PyResult<Vec<_>>>()?;
+                if ids.is_empty() {
+                    return Err(errors::invalid("ids= lists no message"));
+                }
+                run(py, move || engine.request_deletion(&who, &ids, &reason))?
+            }
+            (None, Some(q)) => {
+                if q.trim().is_empty() {
+                    return Err(errors::invalid(
+                        "an empty query would delete everything; give a query that selects",
+                    ));
+                }
+                run(py, move || {
+                    engine.request_deletion_matching(&who, &q, &reason)
+                })?
+            }
+            _ => return Err(errors::invalid("give exactly one of ids= and query=")),
+        };
+        Ok(match o {
+            ama_core::DeletionOutcome::Pending { request } => {
+                ("pending".into(), Some(request), vec![], vec![])
+            }
+            ama_core::DeletionOutcome::Done { deleted, kept } => (
+                "done".into(),
+                None,
+                deleted.iter().map(ToString::to_string).collect(),
+                kept.into_iter().map(|(i, r)| (i.to_string(), r)).collect(),
+            ),
+        })
+    }
+
     /// Deletes what expired: `(deleted, held, resumed)`.
     #[pyo3(signature = (tenant, at=None))]
     fn sweep(&self, py: Python<'_>, tenant: String, at: Option<i64>) -> PyResult<SweepTuple> {
@@ -885,7 +937,7 @@ impl NativeArchive {
     }
 
     /// Exports to the file `path` (`zip` or `mbox`): `(exported, bytes)`.
-    #[pyo3(signature = (tenant, who, path, *, query=None, ids=None, format="zip".to_string()))]
+    #[pyo3(signature = (tenant, who, path, *, query=None, ids=None, format="zip".to_string(), hold=None))]
     #[allow(clippy::too_many_arguments)]
     fn export(
         &self,
@@ -896,6 +948,7 @@ impl NativeArchive {
         query: Option<String>,
         ids: Option<Vec<String>>,
         format: String,
+        hold: Option<String>,
     ) -> PyResult<(u64, u64)> {
         let engine = self.engine()?;
         let tenant = tenant_id(&tenant)?;
@@ -908,15 +961,20 @@ impl NativeArchive {
                 )));
             }
         };
-        let selection = match (query, ids) {
-            (Some(q), None) => ama_core::Selection::Query(q),
-            (None, Some(ids)) => ama_core::Selection::Ids(
+        let selection = match (query, ids, hold) {
+            (Some(q), None, None) => ama_core::Selection::Query(q),
+            (None, Some(ids), None) => ama_core::Selection::Ids(
                 ids.iter()
                     .map(|i| message_id(i))
                     .collect::<PyResult<Vec<_>>>()?,
             ),
-            (None, None) => ama_core::Selection::All,
-            (Some(_), Some(_)) => return Err(errors::invalid("give query= or ids=, not both")),
+            (None, None, Some(h)) => ama_core::Selection::Hold(h),
+            (None, None, None) => ama_core::Selection::All,
+            _ => {
+                return Err(errors::invalid(
+                    "give at most one of query=, ids= and hold=",
+                ));
+            }
         };
         let s = run(py, move || {
             let who = principal(&engine, tenant, who)?;

@@ -169,6 +169,14 @@ class Archive:
         four_eyes: bool = False,
     ) -> int: ...
     def retain_until(self, tenant: str, id: str) -> int: ...
+    def request_deletion(
+        self,
+        tenant: str,
+        reason: str,
+        *,
+        ids: Optional[List[str]] = None,
+        query: Optional[str] = None,
+    ) -> Tuple[str, Optional[str], List[str], List[Tuple[str, str]]]: ...
     def sweep(self, tenant: str, at: Optional[int] = None) -> Tuple[List[str], List[str], int]: ...
     def verify(
         self, tenant: str
@@ -182,6 +190,7 @@ class Archive:
         query: Optional[str] = None,
         ids: Optional[List[str]] = None,
         format: str = ...,
+        hold: Optional[str] = None,
     ) -> Tuple[int, int]: ...
 
 def message_text(raw: bytes, date: int) -> Tuple[str, str]: ...

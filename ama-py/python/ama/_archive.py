@@ -24,6 +24,7 @@ from ._errors import IngestError, InvalidArgument
 from ._types import (
     AuditEntry,
     AuditReport,
+    DeletionResult,
     Hit,
     ImportProgress,
     ImportSummary,
@@ -351,10 +352,13 @@ class TenantView:
         query: Optional[str] = None,
         ids: Optional[Iterable[str]] = None,
         format: Literal["zip", "mbox"] = "zip",
+        hold: Optional[str] = None,
     ) -> int:
         """Exports what this principal may see — everything, a query's
-        results, or listed ids — to a new file at ``path``: a zip of ``.eml``
+        results, listed ids, or what the legal hold named ``hold`` covers
+        (auditors) — to a new file at ``path``: a zip of ``.eml``
         files with ``manifest.csv``/``manifest.json``, or an mboxrd file.
+        Give at most one of ``query``, ``ids`` and ``hold``.
         Each message's bytes are exactly the ingested ones. Returns the
         number of messages exported; one audit entry."""
         exported, _ = self._archive._native.export(
@@ -364,6 +368,7 @@ class TenantView:
             query=query,
             ids=None if ids is None else list(ids),
             format=format,
+            hold=hold,
         )
         return exported
 
@@ -538,6 +543,28 @@ class Tenant(TenantView):
             locked=locked,
             four_eyes=four_eyes,
         )
+
+    def request_deletion(
+        self,
+        *,
+        reason: str,
+        ids: Optional[Iterable[str]] = None,
+        query: Optional[str] = None,
+    ) -> DeletionResult:
+        """Deletes the messages listed in ``ids`` or found now by ``query``
+        (exactly one; an empty query is refused). Held or still retained
+        messages are kept back. With four-eyes on, the request is only
+        recorded (``status == "pending"``) until a second auditor approves
+        it; a query's request holds the ids it found then."""
+        if (ids is None) == (query is None):
+            raise InvalidArgument("give exactly one of ids= and query=")
+        status, request, deleted, kept = self._archive._native.request_deletion(
+            self._id,
+            reason,
+            ids=None if ids is None else list(ids),
+            query=query,
+        )
+        return DeletionResult(status, request, tuple(deleted), tuple(kept))
 
     def retain_until(self, id: str) -> datetime:
         """When message ``id`` may be deleted."""

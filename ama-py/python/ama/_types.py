@@ -388,6 +388,18 @@ class AuditEntry:
 
 
 @dataclass(frozen=True)
+class DeletionResult:
+    """What a deletion request did: ``status`` is ``"done"`` (``deleted``
+    ids, and ``kept`` as ``(id, why)`` for held or still retained ones) or
+    ``"pending"`` (four-eyes: ``request`` awaits a second auditor)."""
+
+    status: str
+    request: Optional[str]
+    deleted: Tuple[str, ...]
+    kept: Tuple[Tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class AuditReport:
     """What verifying a tenant's audit chain found. ``problems`` lists
     ``(entry number, what is wrong)``, first first; empty when intact."""
