@@ -30,7 +30,7 @@ pub struct Cli {
 }
 
 /// Where the archive is and how to unlock it.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Data directory of the archive.
@@ -137,6 +137,15 @@ pub enum Command {
     Stats(StatsArgs),
     /// Rebuild a tenant's full-text index from the stored messages.
     Reindex(TenantArg),
+    /// Back the archive up to a target that only receives ciphertext: init, run, status.
+    Backup {
+        /// Backup command.
+        #[command(subcommand)]
+        command: crate::backup::BackupCommand,
+    },
+    /// Rebuild an archive in a new directory from a backup snapshot, with
+    /// the keys of --keystore or --key-service (never in the backup).
+    RestoreFromBackup(crate::backup::RestoreFromBackupArgs),
     /// Heal the blob copies: replay missed deletions, rewrite missing or
     /// damaged copies from an authentic one (exit code 1 while work is left).
     Repair(RepairArgs),

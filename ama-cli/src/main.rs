@@ -26,6 +26,7 @@
 //!   checked, and a closed pipe (`ama search … | head`) ends the program
 //!   quietly instead of aborting it.
 
+mod backup;
 mod cli;
 mod demo;
 mod directory;
@@ -95,6 +96,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Show(args) => read::show(g, args),
         Command::Stats(args) => tenants::stats(g, args),
         Command::Reindex(args) => tenants::reindex(g, args),
+        Command::Backup { command } => backup::run(g, command),
+        Command::RestoreFromBackup(args) => backup::restore(g, args),
         Command::Repair(args) => stores::repair(g, args),
         Command::Serve(args) => serve::run(g, args),
         Command::User { command } => users::user(g, command),
