@@ -2,7 +2,9 @@
 # Tests of the Python package `ama` (ama-py), as CI runs them; scripts/test
 # calls this. It builds the package into a virtual environment at the
 # repository root and runs:
-#   1. pytest ama-py/tests               (the package's test suite)
+#   1. pytest ama-py/tests               (the package's test suite; test_http.py
+#      drives a real `ama serve` over TLS with `requests`, so the `ama`
+#      binary is built first)
 #   2. mypy --strict examples/python      (and the package's own sources)
 #   3. python -m mypy.stubtest ama        (the .pyi stubs match the module)
 # Exits non-zero on the first failure.
@@ -29,7 +31,7 @@ step "virtual environment $venv"
 if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "maturin==1.*" pytest mypy
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "maturin==1.*" pytest mypy requests
 
 step "build and install (maturin develop, $profile profile)"
 release=()
@@ -39,6 +41,10 @@ VIRTUAL_ENV="$root/$venv" PATH="$root/$venv/bin:$PATH" \
 
 # Keep the mypy cache out of the working tree.
 export MYPY_CACHE_DIR="$root/$venv/mypy-cache"
+
+step "the ama binary for the HTTP tests (cargo build -p ama-cli)"
+cargo build --quiet -p ama-cli
+export AMA_BIN="${AMA_BIN:-$root/target/debug/ama}"
 
 step "pytest"
 "$venv/bin/python" -m pytest -p no:cacheprovider -q ama-py/tests
