@@ -178,6 +178,9 @@ fn from_flags(g: &Global) -> anyhow::Result<Option<RemoteConfigFile>> {
     Ok(Some(file))
 }
 
+/// Shortest time an archive on a key service keeps a tenant's keys open.
+const MIN_KEY_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The key service of an existing archive: the flags, else
 /// `DATA/key-service.json`; `None` for a local key store.
 pub fn configured(g: &Global) -> anyhow::Result<Option<RemoteConfigFile>> {
@@ -217,7 +220,15 @@ pub fn open_archive(g: &Global, remote: &RemoteConfigFile) -> anyhow::Result<Arc
         Some(stores) => stores.store,
         None => local_blobs(g)?,
     };
-    Archive::open_with(&g.data, keys, store, ArchiveOptions::default())
+    // Tenant keys (and what is derived from them) stay in the node's memory
+    // no longer than the client caches unwrapped keys, but at least a
+    // minute: reopening a tenant costs an unwrap and an index open.
+    let ttl = remote.to_config()?.cache_ttl.max(MIN_KEY_TTL);
+    let options = ArchiveOptions {
+        key_ttl: Some(ttl),
+        ..ArchiveOptions::default()
+    };
+    Archive::open_with(&g.data, keys, store, options)
         .with_context(|| format!("cannot open the archive in {}", g.data.display()))
 }
 

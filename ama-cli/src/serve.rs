@@ -136,6 +136,22 @@ pub fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
         if let Some(every) = args.sweep_every.0 {
             tokio::spawn(crate::sweeper::run(archive.clone(), every, stop_rx.clone()));
         }
+        // Tenants idle past their key lifetime (archives on a key service)
+        // are closed, so their keys leave memory.
+        {
+            let archive = archive.clone();
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                    let a = archive.clone();
+                    let _ = tokio::task::spawn_blocking(move || a.expire_keys()).await;
+                }
+            });
+        }
         let smtp = async {
             if listeners.starttls.is_some() || listeners.implicit_tls.is_some() {
                 ama_smtp::serve(listeners, archive.clone(), config, stopped(stop_rx.clone()))

@@ -25,6 +25,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -78,6 +79,13 @@ pub struct ArchiveOptions {
     /// disk, a secrets mount) so that a copy of the data directory alone
     /// holds no tenant KEK: after `tenant destroy` such a copy is unreadable.
     pub keystore: Option<PathBuf>,
+    /// How long a tenant's keys stay in memory after they were unwrapped
+    /// (with a remote key service: fetched). `None` (the default) keeps them
+    /// while the archive is open. With a limit, a tenant whose keys are
+    /// older is closed at its next use, or by [`Archive::expire_keys`], once
+    /// no call is using it, and the next use asks the key service again;
+    /// its derived keys are zeroized on drop.
+    pub key_ttl: Option<Duration>,
 }
 
 impl Default for ArchiveOptions {
@@ -89,6 +97,7 @@ impl Default for ArchiveOptions {
             identity: IdentityOptions::default(),
             durable_read_audit: true,
             keystore: None,
+            key_ttl: None,
         }
     }
 }
@@ -165,6 +174,8 @@ impl TenantKeys {
 
 /// An open tenant: its record, keys and index.
 pub(crate) struct TenantState {
+    /// When its key was unwrapped (see [`ArchiveOptions::key_ttl`]).
+    pub(crate) opened: Instant,
     pub(crate) record: TenantRecord,
     pub(crate) keys: TenantKeys,
     pub(crate) index: TenantIndex,
@@ -507,8 +518,16 @@ impl Archive {
     }
 
     pub(crate) fn state(&self, id: &TenantId) -> Result<Arc<TenantState>> {
-        if let Some(s) = self.read_tenants()?.get(id) {
-            return Ok(s.clone());
+        let cached = self.read_tenants()?.get(id).cloned();
+        if let Some(s) = cached {
+            if !self.expired(&s) {
+                return Ok(s);
+            }
+            drop(s);
+            self.expire_keys();
+            if let Some(s) = self.read_tenants()?.get(id) {
+                return Ok(s.clone()); // still in use elsewhere: needed
+            }
         }
         let _guard = self
             .opening
@@ -550,6 +569,7 @@ impl Archive {
             }
         }
         let state = Arc::new(TenantState {
+            opened: Instant::now(),
             record,
             keys,
             index,
@@ -561,6 +581,51 @@ impl Archive {
             .map_err(|_| Error::AccessDenied("tenant table lock poisoned".into()))?
             .insert(id.clone(), state.clone());
         Ok(state)
+    }
+
+    fn expired(&self, s: &TenantState) -> bool {
+        self.options
+            .key_ttl
+            .is_some_and(|ttl| s.opened.elapsed() >= ttl)
+    }
+
+    /// Closes every open tenant whose keys are older than
+    /// [`ArchiveOptions::key_ttl`] and that no call is using: its index
+    /// documents are committed, then its keys and index are dropped (keys
+    /// zeroized). A node calls this periodically so that idle tenants do not
+    /// keep keys in memory. Returns how many were closed.
+    pub fn expire_keys(&self) -> usize {
+        if self.options.key_ttl.is_none() {
+            return 0;
+        }
+        let due: Vec<Arc<TenantState>> = match self.tenants.read() {
+            Ok(t) => t.values().filter(|s| self.expired(s)).cloned().collect(),
+            Err(_) => return 0,
+        };
+        for s in &due {
+            // Best effort: what is not committed is re-indexed at the next
+            // open from the catalog's pending marks.
+            let _ = self.flush_index(s);
+        }
+        let ids: Vec<TenantId> = due.iter().map(|s| s.record.tenant.id.clone()).collect();
+        drop(due);
+        let _guard = self.opening.lock().unwrap_or_else(|p| p.into_inner());
+        let mut tenants = self.tenants.write().unwrap_or_else(|p| p.into_inner());
+        let mut closed = Vec::new();
+        for id in ids {
+            // Only the cache holds it: no call can be using it, and none can
+            // take it while the write lock is held.
+            if tenants
+                .get(&id)
+                .is_some_and(|s| self.expired(s) && Arc::strong_count(s) == 1)
+            {
+                closed.extend(tenants.remove(&id));
+            }
+        }
+        drop(tenants);
+        let n = closed.len();
+        drop(closed); // keys zeroized, index writer and its lock released
+        n
     }
 
     /// Drops a tenant's open state (keys, index) from memory; the next use
