@@ -504,3 +504,35 @@ fn a_catalog_with_an_unknown_table_is_not_snapshotted() {
     assert!(e.to_string().contains("future"), "{e}");
     assert!(target.list("snapshots/").unwrap().is_empty());
 }
+
+#[test]
+fn destroying_a_tenant_makes_its_snapshots_unreadable_and_prunes_its_blobs() {
+    let s = small();
+    let target = LocalStore::open(&s.backup_dir).unwrap();
+    let keep = BackupOptions { keep: 1 };
+    s.archive.backup(&target, &keep).unwrap();
+    s.archive
+        .destroy_tenant(&s.acme, ama_core::Frontend::Cli)
+        .unwrap();
+
+    // The snapshot still holds the wrapped tenant key, but the KEK that
+    // unwraps it is gone from the key store: the restore does not open.
+    let dir = restore_into(&s, &target, Some(1), "after-destroy").unwrap();
+    // (It opens — a destroyed tenant is skipped — but nothing of it reads.)
+    let b = Archive::open(&dir, &unlock(), opts(&s.keystore)).unwrap();
+    let auditor = Principal::auditor(s.acme.clone());
+    for id in &s.ids {
+        let e = b.get_raw(&auditor, *id).unwrap_err();
+        assert!(matches!(e, Error::Key(_)), "{e}");
+    }
+    let e = b
+        .search(&auditor, "", &SearchOptions::default())
+        .unwrap_err();
+    assert!(matches!(e, Error::Key(_)), "{e}");
+    drop(b);
+
+    // The next run leaves the tenant out, and with keep = 1 its blobs go.
+    let r = s.archive.backup(&target, &keep).unwrap();
+    assert_eq!((r.snapshot.blob_count, r.blobs_pruned), (0, 4));
+    assert!(target.list("t/").unwrap().is_empty());
+}
