@@ -1,10 +1,9 @@
 //! `GET /v1/tenants/{tenant}/export`: a tenant, a query result or listed
 //! messages as one mbox or zip file, streamed.
 //!
-//! Why streamed and not an export job with a file to fetch later: the
-//! engine writes an export only to the caller's writer, and a finished
-//! export parked on the server would be mail at rest outside the archive's
-//! encryption. Here the engine runs on a blocking thread and writes into a
+//! This is the direct way: nothing touches the disk. (Export jobs, which
+//! park the file for a later download, are in `jobs`, with the file
+//! encrypted under a key held only in memory.) Here the engine runs on a blocking thread and writes into a
 //! bounded channel whose other end is the response body, so memory stays
 //! bounded and nothing touches the disk. Errors found before the first byte
 //! (access, query, an unknown id) are ordinary problem responses; a failure
@@ -58,8 +57,8 @@ pub struct ExportParams {
     /// File format (default mbox).
     #[param(inline)]
     pub format: Option<FormatParam>,
-    /// Export what this query finds (oldest first); without `q` and `ids`, everything
-    /// the caller may read.
+    /// Export what this query finds (oldest first); without `q`, `ids` and `hold`,
+    /// everything the caller may read.
     pub q: Option<String>,
     /// Export exactly these archive ids, comma-separated (at most 10,000).
     pub ids: Option<String>,
@@ -180,9 +179,9 @@ impl http_body::Body for ChannelBody {
     responses(
         (status = 200, description = "The export, streamed; an aborted transfer is an incomplete export",
          content((Vec<u8> = "application/mbox"), (Vec<u8> = "application/zip"))),
-        (status = 400, description = "Invalid query, ids or parameters", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid query, ids, hold name or parameters", body = ProblemBody, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "Role may not read mail", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "Role may not read mail (or, for hold, is not an auditor)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "Not the caller's tenant, or a listed id does not exist for the caller", body = ProblemBody, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = ProblemBody, content_type = "application/problem+json"),
     ),
