@@ -240,3 +240,144 @@ fn backup_then_lose_the_data_directory_then_restore() {
     );
     assert!(e.contains("snapshot 7 is not on the backup target"), "{e}");
 }
+
+/// The key service process (`ama key-service serve`), killed when dropped.
+struct KeyService {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Drop for KeyService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn restore_through_the_key_service() {
+    use std::io::{BufRead, BufReader};
+
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path();
+    let pki = ama_keyservice::testing::TestPki::generate(&dir.join("pki"));
+    let node = pki.client("node-1.test", "node-1");
+    let ama = |data: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ama"));
+        c.current_dir(dir)
+            .env("AMA_DATA", dir.join(data))
+            .env("AMA_INSECURE_FAST_KDF", "1")
+            .env_remove("AMA_PASSPHRASE")
+            .env_remove("AMA_KEYSTORE")
+            .env_remove("AMA_KEY_SERVICE")
+            .env_remove("AMA_STORES")
+            .env_remove("RUST_BACKTRACE");
+        c
+    };
+    let ok = |out: Output| {
+        assert!(
+            out.status.success(),
+            "ama failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    ok(ama("data")
+        .env("AMA_PASSPHRASE", "the key service passphrase")
+        .args(["key-service", "init", "--dir", "ks"])
+        .output()
+        .expect("run"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = ama("data")
+        .env("AMA_PASSPHRASE", "the key service passphrase")
+        .args([
+            "key-service",
+            "serve",
+            "--dir",
+            "ks",
+            "--listen",
+            &addr,
+            "--cert",
+        ])
+        .arg(&pki.server.cert)
+        .arg("--key")
+        .arg(&pki.server.key)
+        .arg("--client-ca")
+        .arg(&pki.ca_cert)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the key service");
+    let stderr = child.stderr.take().expect("stderr");
+    let svc = KeyService { child, addr };
+    let mut lines = BufReader::new(stderr).lines();
+    loop {
+        let line = lines
+            .next()
+            .expect("the key service ended before listening")
+            .expect("log line");
+        if line.contains("listening on") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let with_service = |c: &mut Command| {
+        c.args(["--key-service", &svc.addr, "--key-service-ca"])
+            .arg(&pki.ca_cert)
+            .arg("--client-cert")
+            .arg(&node.cert)
+            .arg("--client-key")
+            .arg(&node.key);
+    };
+
+    let mut init = ama("data");
+    init.arg("init");
+    with_service(&mut init);
+    ok(init.output().expect("run"));
+    ok(ama("data")
+        .args(["tenant", "add", "acme"])
+        .output()
+        .expect("run"));
+    std::fs::create_dir_all(dir.join("mail")).expect("mkdir");
+    std::fs::write(dir.join("mail/m.eml"), mail(1)).expect("write");
+    let imported: Value = serde_json::from_slice(&ok(ama("data")
+        .args(["import", "--tenant", "acme", "--json", "mail"])
+        .output()
+        .expect("run")))
+    .expect("JSON");
+    let id = imported["messages"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let backup = dir.join("backup");
+    let backup = backup.to_str().expect("path");
+    ok(ama("data")
+        .args(["backup", "run", "--to", backup])
+        .output()
+        .expect("run"));
+    std::fs::remove_dir_all(dir.join("data")).expect("lose the data directory");
+
+    // Without the key service: the restored archive does not open.
+    let out = ama("nokeys")
+        .args(["restore-from-backup", "--from", backup, "--to", "nokeys"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+
+    let mut restore = ama("restored");
+    restore.args(["restore-from-backup", "--from", backup, "--to", "restored"]);
+    with_service(&mut restore);
+    ok(restore.output().expect("run"));
+    // The service settings are recorded: later commands need no flag.
+    assert!(dir.join("restored/key-service.json").exists());
+    let raw = ok(ama("restored")
+        .args(["show", "--tenant", "acme", &id])
+        .output()
+        .expect("run"));
+    assert_eq!(raw, mail(1));
+    ok(ama("restored").args(["verify"]).output().expect("run"));
+}
