@@ -353,3 +353,58 @@ async fn exports_of_a_hold_and_deletion_by_query() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_per_user_are_bounded() {
+    let s = start().await;
+    let aud = s.login("acme", "aud").await;
+    let eve = s.login("acme", "eve").await;
+    let mut first = None;
+    for _ in 0..8 {
+        let (location, _) = start_job(&s, &aud, "").await;
+        first.get_or_insert(location);
+    }
+    let r = s
+        .client
+        .post(s.url("/v1/tenants/acme/exports"))
+        .bearer_auth(&aud)
+        .send()
+        .await
+        .unwrap();
+    problem(r, 409, "conflict").await;
+    // Another user is not affected; a download makes room.
+    start_job(&s, &eve, "").await;
+    let first = first.unwrap();
+    let v = wait_done(&s, &aud, &first).await;
+    let r = s.get(&aud, v["download"].as_str().unwrap()).await;
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap();
+    // The job ends once the download's last byte is handed over.
+    for _ in 0..100 {
+        if s.get(&aud, &first).await.status() == 404 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    start_job(&s, &aud, "").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_place_for_job_files_is_503_not_a_crash() {
+    let s = start().await;
+    let aud = s.login("acme", "aud").await;
+    // The job directory cannot be created: a file is in its way.
+    let tmp = s.dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::write(tmp.join("http-exports"), b"in the way").unwrap();
+    let r = s
+        .client
+        .post(s.url("/v1/tenants/acme/exports"))
+        .bearer_auth(&aud)
+        .send()
+        .await
+        .unwrap();
+    problem(r, 503, "unavailable").await;
+    // The direct export still works.
+    assert_eq!(s.get(&aud, "/v1/tenants/acme/export").await.status(), 200);
+}
