@@ -94,6 +94,11 @@ pub struct Global {
     #[arg(long, global = true, value_name = "NAME")]
     pub key_service_name: Option<String>,
 
+    /// Region the key service keeps its keys in (eu, us, …): tenants pinned
+    /// to another region are refused. Recorded by `init` like the others.
+    #[arg(long, global = true, value_name = "REGION")]
+    pub key_service_region: Option<ama_core::Region>,
+
     /// This node's client certificate (PEM) for the key service.
     #[arg(long, global = true, env = "AMA_CLIENT_CERT", value_name = "FILE")]
     pub client_cert: Option<PathBuf>,

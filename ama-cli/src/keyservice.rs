@@ -161,8 +161,11 @@ fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
 /// The key service given on the command line, if any.
 fn from_flags(g: &Global) -> anyhow::Result<Option<RemoteConfigFile>> {
     let Some(addr) = &g.key_service else {
-        if g.key_service_name.is_some() {
-            return Err(Usage("--key-service-name needs --key-service".into()).into());
+        if g.key_service_name.is_some() || g.key_service_region.is_some() {
+            return Err(Usage(
+                "--key-service-name and --key-service-region need --key-service".into(),
+            )
+            .into());
         }
         return Ok(None);
     };
@@ -175,6 +178,7 @@ fn from_flags(g: &Global) -> anyhow::Result<Option<RemoteConfigFile>> {
     };
     let mut file = RemoteConfigFile::new(addr, absolute(ca)?, absolute(cert)?, absolute(key)?);
     file.server_name = g.key_service_name.clone();
+    file.region = g.key_service_region.clone();
     Ok(Some(file))
 }
 

@@ -426,6 +426,7 @@ impl Archive {
             created_at: OffsetDateTime::now_utc().unix_timestamp(),
         };
         crate::store::check_region(&*self.store, &spec.id, &tenant.region)?;
+        crate::keys::check_region(&*self.keys, &spec.id, &tenant.region)?;
         let key = SecretKey::generate()?;
         let wrapped_key = self.keys.wrap_tenant_key(&spec.id, &key)?;
         let mut sid = [0u8; 16];
@@ -547,6 +548,7 @@ impl Archive {
         // A key rotation interrupted after its catalog commit: drop the
         // index under the old key before opening (it is rebuilt below).
         self.finish_rotation(id)?;
+        crate::keys::check_region(&*self.keys, id, &record.tenant.region)?;
         let tk = self.keys.unwrap_tenant_key(id, &record.wrapped_key)?;
         let keys = TenantKeys::derive(&tk);
         let (index, _replaced) = TenantIndex::open(

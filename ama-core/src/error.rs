@@ -159,6 +159,19 @@ pub enum KeyError {
     /// unwrapped again, and no new key is wrapped for its id.
     #[error("tenant {0:?} was destroyed: its keys no longer exist")]
     TenantDestroyed(String),
+    /// A tenant pinned to one region, and a key service tagged with another:
+    /// refused before a key was wrapped or unwrapped.
+    #[error(
+        "region violation: tenant {tenant:?} is pinned to region {tenant_region}, but the key service is in region {service_region}"
+    )]
+    WrongRegion {
+        /// The tenant.
+        tenant: String,
+        /// The tenant's region.
+        tenant_region: String,
+        /// The key service's region.
+        service_region: String,
+    },
     /// A key is wrapped under a tenant key-encryption key, but the key store
     /// holds none for that tenant (another key store, or a damaged one).
     #[error("the key store holds no key-encryption key for tenant {0:?}: wrong key store?")]

@@ -43,7 +43,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::crypto::{self, KEY_LEN, SecretKey};
 use crate::error::{Error, KeyError, Result};
-use crate::tenant::TenantId;
+use crate::tenant::{Region, TenantId};
 
 /// Wraps and unwraps tenant keys under a master key the engine never sees.
 ///
@@ -65,6 +65,33 @@ pub trait KeyService: Send + Sync {
     /// gone, not merely flagged); the destruction is durable before this
     /// returns; calling it again (or for a tenant never seen) succeeds.
     fn destroy_tenant(&self, tenant: &TenantId) -> Result<()>;
+
+    /// The region the service keeps its keys in; `None` for an untagged
+    /// service (the embedded default), which is not bound to a region. A
+    /// tenant pinned to another region is refused at creation and when it
+    /// is opened, before a key is wrapped or unwrapped (see [`check_region`]).
+    fn region(&self) -> Option<Region> {
+        None
+    }
+}
+
+/// Refuses to use `keys` for `tenant` (pinned to `tenant_region`) when the
+/// service is tagged with another region: a tenant's keys stay in its
+/// region like its mail. Untagged services serve every tenant.
+pub fn check_region(
+    keys: &dyn KeyService,
+    tenant: &TenantId,
+    tenant_region: &Region,
+) -> Result<()> {
+    match keys.region() {
+        Some(r) if r != *tenant_region => Err(KeyError::WrongRegion {
+            tenant: tenant.to_string(),
+            tenant_region: tenant_region.to_string(),
+            service_region: r.to_string(),
+        }
+        .into()),
+        _ => Ok(()),
+    }
 }
 
 /// How to unlock (or create) a local key store.

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use ama_core::crypto::{KEY_LEN, SecretKey};
-use ama_core::{CryptoError, Error, KeyError, KeyService, TenantId};
+use ama_core::{CryptoError, Error, KeyError, KeyService, Region, TenantId};
 use rustls_pki_types::ServerName;
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
@@ -51,6 +51,9 @@ pub struct RemoteConfig {
     pub connect_timeout: Duration,
     /// Time allowed for the handshake and for each read and write.
     pub io_timeout: Duration,
+    /// The region the service keeps its keys in (`None`: untagged). The
+    /// archive refuses tenants pinned to another region.
+    pub region: Option<Region>,
 }
 
 impl std::fmt::Debug for RemoteConfig {
@@ -91,6 +94,7 @@ impl RemoteConfig {
             max_cached_keys: 4096,
             connect_timeout: Duration::from_secs(5),
             io_timeout: Duration::from_secs(15),
+            region: None,
         })
     }
 
@@ -120,6 +124,12 @@ impl RemoteConfig {
     /// Sets how long unwrapped keys stay cached (zero: not at all).
     pub fn with_cache_ttl(mut self, ttl: Duration) -> Self {
         self.cache_ttl = ttl;
+        self
+    }
+
+    /// Tags the service with the region it keeps its keys in.
+    pub fn with_region(mut self, region: Region) -> Self {
+        self.region = Some(region);
         self
     }
 
@@ -161,6 +171,10 @@ pub struct RemoteConfigFile {
     /// Cache lifetime of unwrapped keys in seconds (default 300).
     #[serde(default)]
     pub cache_ttl_secs: Option<u64>,
+    /// The region the service keeps its keys in (`eu`, `us`, …); absent for
+    /// an untagged service. Tenants of other regions are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<Region>,
 }
 
 const CONFIG_FORMAT: &str = "ama-key-service-client";
@@ -181,6 +195,7 @@ impl RemoteConfigFile {
             cert,
             key,
             cache_ttl_secs: None,
+            region: None,
         }
     }
 
@@ -244,6 +259,9 @@ impl RemoteConfigFile {
         }
         if let Some(ttl) = self.cache_ttl_secs {
             cfg = cfg.with_cache_ttl(Duration::from_secs(ttl));
+        }
+        if let Some(r) = &self.region {
+            cfg = cfg.with_region(r.clone());
         }
         Ok(cfg)
     }
@@ -594,6 +612,10 @@ impl KeyService for RemoteKeyService {
         self.request(Op::Destroy, tenant.as_str(), &[])?;
         self.forget(tenant);
         Ok(())
+    }
+
+    fn region(&self) -> Option<Region> {
+        self.cfg.region.clone()
     }
 }
 
