@@ -123,15 +123,15 @@ impl<W: Write> SealingWriter<W> {
         })
     }
 
+    /// Seals the buffer (at most one chunk) as the next record and empties it.
     fn seal_chunk(&mut self, last: bool) -> io::Result<()> {
-        let take = self.buf.len().min(CHUNK);
         let sealed = crypto::seal(
             &self.key,
             &chunk_aad(&self.job, self.index, last),
-            &self.buf[..take],
+            &self.buf,
         )
         .map_err(|e| io::Error::other(e.to_string()))?;
-        self.buf.drain(..take);
+        self.buf.clear();
         let len = u32::try_from(sealed.len()).map_err(io::Error::other)?;
         self.out.write_all(&[u8::from(last)])?;
         self.out.write_all(&len.to_be_bytes())?;
@@ -142,9 +142,6 @@ impl<W: Write> SealingWriter<W> {
 
     /// Seals what is left as the last chunk and flushes; returns the writer.
     pub(crate) fn finish(mut self) -> io::Result<W> {
-        while self.buf.len() > CHUNK {
-            self.seal_chunk(false)?;
-        }
         self.seal_chunk(true)?;
         self.out.flush()?;
         Ok(self.out)
@@ -153,11 +150,18 @@ impl<W: Write> SealingWriter<W> {
 
 impl<W: Write> Write for SealingWriter<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        self.plaintext += data.len() as u64;
-        while self.buf.len() > CHUNK {
-            self.seal_chunk(false)?;
+        // A full chunk is sealed only when more data follows, so that the
+        // last chunk can always carry the last flag at `finish`.
+        let mut rest = data;
+        while !rest.is_empty() {
+            if self.buf.len() == CHUNK {
+                self.seal_chunk(false)?;
+            }
+            let take = (CHUNK - self.buf.len()).min(rest.len());
+            self.buf.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
         }
+        self.plaintext += data.len() as u64;
         Ok(data.len())
     }
 
@@ -690,6 +694,20 @@ mod tests {
             out.extend_from_slice(&c);
         }
         out
+    }
+
+    #[test]
+    fn writes_of_any_size_give_the_same_chunks() {
+        let data: Vec<u8> = (0..3 * CHUNK + 99).map(|i| (i % 253) as u8).collect();
+        let key = Arc::new(SecretKey::generate().unwrap());
+        let mut w = SealingWriter::new(Vec::new(), key.clone(), "j1").unwrap();
+        for piece in data.chunks(7_777) {
+            w.write_all(piece).unwrap();
+        }
+        let file = w.finish().unwrap();
+        // 4 records: three full chunks and the last one.
+        assert_eq!(file.len(), 8 + 4 * (5 + crypto::SEAL_OVERHEAD) + data.len());
+        assert_eq!(read_all(&file, key, "j1").unwrap(), data);
     }
 
     #[test]
