@@ -21,9 +21,17 @@ function status(text, isError) {
   s.className = isError ? 'error' : '';
 }
 
+function isAuditor() {
+  return !!session && (session.roles || []).includes('auditor');
+}
+
 function show(view) {
-  for (const v of ['login-view', 'search-view', 'message-view']) $(v).hidden = v !== view;
+  for (const v of ['login-view', 'search-view', 'message-view', 'auditor-view']) $(v).hidden = v !== view;
   $('logout').hidden = !session;
+  $('top-nav').hidden = !session;
+  // Only a convenience: the server refuses the auditor calls to anyone else.
+  $('auditor-link').hidden = !isAuditor();
+  $('search-link').href = lastSearchHash;
   $('who').textContent = session ? `${session.user} @ ${session.tenant} (${session.roles.join(', ')})` : '';
 }
 
@@ -64,11 +72,12 @@ function fmtList(list) {
   return (list || []).map(fmtMailbox).join(', ');
 }
 
-// ----- routing: #/search?q=…&page=…&sort=… and #/m/<id> ------------------
+// ----- routing: #/search?q=…&page=…&sort=…, #/m/<id> and #/auditor ---------
 
 function parseHash() {
   const h = location.hash.replace(/^#/, '');
   if (h.startsWith('/m/')) return { view: 'message', id: decodeURIComponent(h.slice(3)) };
+  if (h === '/auditor') return { view: 'auditor' };
   const qs = new URLSearchParams(h.startsWith('/search?') ? h.slice(8) : '');
   return {
     view: 'search',
@@ -90,6 +99,11 @@ async function route() {
   if (!session) { show('login-view'); $('login-tenant').focus(); return; }
   const r = parseHash();
   if (r.view === 'message') { await openMessage(r.id); return; }
+  if (r.view === 'auditor') {
+    if (isAuditor()) { await openAuditor(); return; }
+    history.replaceState(null, '', lastSearchHash);
+    return route();
+  }
   lastSearchHash = location.hash || lastSearchHash;
   show('search-view');
   $('q').value = r.q;
@@ -99,13 +113,18 @@ async function route() {
 
 // ----- search -------------------------------------------------------------
 
+let searchSeq = 0; // only the newest search may draw its answer
+
 async function runSearch(q, page, sort) {
   status('Searching…');
+  const mine = ++searchSeq;
   let res;
   try {
     const qs = new URLSearchParams({ q, page: String(page), per_page: String(PER_PAGE), sort });
     res = await api('GET', `${tenantPath()}/search?${qs.toString()}`);
+    if (mine !== searchSeq) return;
   } catch (e) {
+    if (mine !== searchSeq) return;
     if (e.status === 401) return loggedOut('Your session has ended; please log in again.');
     $('results').hidden = true; $('pager').hidden = true; $('summary').textContent = '';
     $('export-links').hidden = true;
@@ -234,10 +253,174 @@ async function requestDeletion(ev) {
   }
 }
 
+// ----- the auditor panel: legal holds and pending deletion requests -------
+
+let releaseTarget = null; // the name of the hold the release form is for
+
+function auditorResult(text, isError) {
+  const out = $('a-result');
+  out.textContent = text || '';
+  out.className = isError ? 'error' : '';
+}
+
+function plural(n, one) {
+  return n === 1 ? `1 ${one}` : `${n} ${one}s`;
+}
+
+function fmtScope(scope) {
+  if (!scope) return '';
+  if (scope.query !== undefined) return `query: ${scope.query}`;
+  if (scope.custodian !== undefined) return `custodian: ${scope.custodian}`;
+  if (scope.ids) return plural(scope.ids.length, 'message');
+  return '';
+}
+
+function fmtOutcome(r) {
+  let text = `${plural(r.deleted.length, 'message')} deleted`;
+  if (r.kept.length) text += `; kept back: ${r.kept.map((k) => k.reason).join('; ')}`;
+  return text;
+}
+
+async function openAuditor() {
+  show('auditor-view');
+  $('release-form').hidden = true;
+  releaseTarget = null;
+  await loadAuditor();
+  $('auditor-h').focus();
+}
+
+// Fetches both lists and redraws them; a failure is shown in the panel.
+async function loadAuditor() {
+  status('Loading…');
+  let requests, holds;
+  try {
+    [requests, holds] = await Promise.all([
+      api('GET', `${tenantPath()}/deletion-requests`),
+      api('GET', `${tenantPath()}/holds`),
+    ]);
+  } catch (e) {
+    if (e.status === 401) return loggedOut('Your session has ended; please log in again.');
+    status(e.message, true);
+    return;
+  }
+  status('');
+  renderRequests(requests);
+  renderHolds(holds);
+}
+
+function renderRequests(requests) {
+  const body = $('requests-body');
+  body.replaceChildren();
+  for (const r of requests) {
+    const tr = document.createElement('tr');
+    tr.dataset.request = r.id;
+    const n = r.ids.length;
+    const count = el('td', String(n));
+    count.title = r.ids.join(', ');
+    tr.append(el('td', r.id, 'mono'), el('td', r.requested_by || '(operator)'), el('td', r.reason), count);
+    const act = document.createElement('td');
+    const b = el('button', 'Approve');
+    b.type = 'button';
+    b.setAttribute('aria-label', `Approve deletion request ${r.id} (${plural(n, 'message')})`);
+    b.addEventListener('click', () => approveRequest(r.id));
+    act.append(b);
+    tr.append(act);
+    body.append(tr);
+  }
+  $('requests').hidden = requests.length === 0;
+  $('requests-empty').hidden = requests.length !== 0;
+}
+
+function renderHolds(holds) {
+  const body = $('holds-body');
+  body.replaceChildren();
+  for (const h of holds) {
+    const tr = document.createElement('tr');
+    tr.dataset.hold = h.name;
+    const scope = el('td', fmtScope(h.scope));
+    if (h.scope && h.scope.ids) scope.title = h.scope.ids.join(', ');
+    tr.append(el('td', h.name), scope, el('td', h.reason), el('td', h.placed_by || '(operator)'),
+      el('td', fmtDate(h.placed_at), 'date'));
+    const act = document.createElement('td');
+    if (h.released) {
+      const by = h.released.by || '(operator)';
+      tr.append(el('td', `released by ${by} at ${fmtDate(h.released.at)}: ${h.released.reason}`, 'state-released'));
+    } else {
+      tr.append(el('td', 'active'));
+      const b = el('button', 'Release…');
+      b.type = 'button';
+      b.setAttribute('aria-label', `Release legal hold ${h.name}`);
+      b.addEventListener('click', () => askRelease(h.name));
+      act.append(b);
+    }
+    tr.append(act);
+    body.append(tr);
+  }
+  $('holds').hidden = holds.length === 0;
+  $('holds-empty').hidden = holds.length !== 0;
+}
+
+async function approveRequest(id) {
+  auditorResult(`Approving ${id}…`);
+  try {
+    const r = await api('POST', `${tenantPath()}/deletion-requests/${encodeURIComponent(id)}/approve`);
+    auditorResult(`Request ${id} approved: ${fmtOutcome(r)}.`);
+  } catch (e) {
+    if (e.status === 401) return loggedOut('Your session has ended; please log in again.');
+    auditorResult(`Request ${id} not approved: ${e.message}`, true);
+    return;
+  }
+  await loadAuditor();
+}
+
+function askRelease(name) {
+  releaseTarget = name;
+  $('release-what').textContent = `Release legal hold "${name}": why?`;
+  $('release-reason').value = '';
+  $('release-form').hidden = false;
+  $('release-reason').focus();
+}
+
+function cancelRelease() {
+  const name = releaseTarget;
+  releaseTarget = null;
+  $('release-form').hidden = true;
+  const back = [...document.querySelectorAll('#holds-body tr')].find((tr) => tr.dataset.hold === name);
+  const b = back && back.querySelector('button');
+  if (b) b.focus();
+}
+
+async function releaseHold(ev) {
+  ev.preventDefault();
+  const name = releaseTarget;
+  if (name === null) return;
+  const reason = $('release-reason').value.trim();
+  if (!reason) { auditorResult('A release needs a reason.', true); $('release-reason').focus(); return; }
+  try {
+    await api('POST', `${tenantPath()}/holds/${encodeURIComponent(name)}/release`, { reason });
+  } catch (e) {
+    if (e.status === 401) return loggedOut('Your session has ended; please log in again.');
+    auditorResult(`Hold "${name}" not released: ${e.message}`, true);
+    return;
+  }
+  releaseTarget = null;
+  $('release-form').hidden = true;
+  auditorResult(`Legal hold "${name}" released.`);
+  await loadAuditor();
+  $('auditor-h').focus();
+}
+
 // ----- session ------------------------------------------------------------
 
 function loggedOut(msg) {
   session = null;
+  // Nothing the last user saw stays in the page for the next one.
+  lastSearchHash = '#/search?q=&page=1&sort=newest';
+  currentMessage = null;
+  releaseTarget = null;
+  for (const id of ['results-body', 'm-headers-body', 'm-attachments', 'requests-body', 'holds-body']) $(id).replaceChildren();
+  for (const id of ['summary', 'm-subject', 'm-text', 'm-action-result', 'a-result']) $(id).textContent = '';
+  $('release-form').hidden = true;
   show('login-view');
   status(msg || '', !!msg);
   $('login-tenant').focus();
@@ -276,6 +459,8 @@ async function start() {
   $('logout').addEventListener('click', logout);
   $('hold-form').addEventListener('submit', placeHold);
   $('delete-form').addEventListener('submit', requestDeletion);
+  $('release-form').addEventListener('submit', releaseHold);
+  $('release-cancel').addEventListener('click', cancelRelease);
   $('search-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
     location.hash = searchHash($('q').value, 1, $('sort').value);
@@ -283,8 +468,9 @@ async function start() {
   window.addEventListener('hashchange', route);
   document.addEventListener('keydown', (ev) => {
     const typing = ['INPUT', 'SELECT', 'TEXTAREA'].includes(document.activeElement.tagName);
-    if (ev.key === '/' && !typing && session) { ev.preventDefault(); location.hash = location.hash.startsWith('#/m/') ? lastSearchHash : location.hash; $('q').focus(); }
+    if (ev.key === '/' && !typing && session) { ev.preventDefault(); location.hash = location.hash.startsWith('#/search') ? location.hash : lastSearchHash; $('q').focus(); }
     if (ev.key === 'Escape' && location.hash.startsWith('#/m/')) location.hash = lastSearchHash;
+    if (ev.key === 'Escape' && !$('release-form').hidden) cancelRelease();
   });
   try { session = await api('GET', '/v1/session'); } catch (_) { session = null; }
   await route();

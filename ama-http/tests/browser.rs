@@ -4,7 +4,12 @@
 //! (`tests/browser/search.cjs`) logs in with the keyboard, searches a known
 //! subject, opens the message, downloads the raw message (its SHA-256 must
 //! match), opens a message full of XSS payloads (nothing may run, nothing
-//! may become markup), and logs out. Screenshots are kept under
+//! may become markup), and logs out. Then the auditor panel under a
+//! four-eyes policy: a second auditor approves the first one's deletion
+//! requests (the requester himself is refused, with the API's reason on the
+//! page), the deleted message leaves search, the held one is kept back, the
+//! hold is listed and released with a reason; an end user sees no panel.
+//! Screenshots are kept under
 //! `target/ama-http-browser/screenshots/` as artefacts. Without Chromium,
 //! Node or playwright-core the test says SKIPPED.
 #![allow(clippy::unwrap_used)]
@@ -14,7 +19,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ama_core::{Envelope, Source, TenantId};
+use ama_core::{Envelope, Principal, Role, Source, TenantId, UserSpec};
 
 const XSS_SUBJECT: &str = "<script>window.__ama_xss=true;alert('subject')</script>";
 
@@ -72,12 +77,25 @@ async fn search_page_in_headless_chromium() {
     );
     let a = s.archive.clone();
     tokio::task::spawn_blocking(move || {
-        a.ingest(
-            &TenantId::new("acme").unwrap(),
-            hostile.as_bytes(),
-            &Envelope::new(Source::Import),
+        let acme = TenantId::new("acme").unwrap();
+        a.ingest(&acme, hostile.as_bytes(), &Envelope::new(Source::Import))
+            .unwrap();
+        // A second auditor, and four-eyes: deletions wait for his approval.
+        let op = Principal::operator(acme);
+        a.add_user(
+            &op,
+            UserSpec {
+                id: "aud2".into(),
+                display_name: None,
+                addresses: vec![],
+                roles: vec![Role::Auditor],
+                password: Some(common::PW.into()),
+            },
         )
         .unwrap();
+        let mut policy = a.retention_policy(&op).unwrap();
+        policy.four_eyes = true;
+        a.set_retention_policy(&op, policy).unwrap();
     })
     .await
     .unwrap();
@@ -95,6 +113,9 @@ async fn search_page_in_headless_chromium() {
         .env("BASE_URL", &s.base)
         .env("TENANT", "acme")
         .env("USER", "aud")
+        .env("USER2", "aud2")
+        .env("END_USER", "eve")
+        .env("DELETE_SUBJECT", "Private matter")
         .env("PASSWORD", common::PW)
         .env("SUBJECT", "Quarterly numbers")
         .env("RAW_SHA256", sha)
@@ -102,7 +123,7 @@ async fn search_page_in_headless_chromium() {
         .env("SCREENSHOTS", &shots)
         .env("CHROMIUM", chromium);
     let run = tokio::task::spawn_blocking(move || cmd.output().unwrap());
-    let out = tokio::time::timeout(Duration::from_secs(90), run)
+    let out = tokio::time::timeout(Duration::from_secs(180), run)
         .await
         .expect("the browser test took too long")
         .unwrap();
@@ -119,7 +140,34 @@ async fn search_page_in_headless_chromium() {
         "02-results.png",
         "03-message.png",
         "05-logged-out.png",
+        "06-four-eyes-refused.png",
+        "07-auditor-panel.png",
+        "10-end-user.png",
     ] {
         assert!(shots.join(f).exists(), "{f}");
     }
+    // What the page showed is what the archive holds: the approved request
+    // deleted the private message, kept the held one, and none is pending.
+    let tok = s.login("acme", "aud").await;
+    let gone = s
+        .get(
+            &tok,
+            &format!("/v1/tenants/acme/messages/{}", s.seeded.private),
+        )
+        .await;
+    assert_eq!(gone.status(), 404);
+    let kept = s
+        .get(
+            &tok,
+            &format!("/v1/tenants/acme/messages/{}", s.seeded.quarterly),
+        )
+        .await;
+    assert_eq!(kept.status(), 200);
+    let pending: serde_json::Value = s
+        .get(&tok, "/v1/tenants/acme/deletion-requests")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pending, serde_json::json!([]));
 }
