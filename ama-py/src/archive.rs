@@ -239,9 +239,50 @@ impl NativeArchive {
         passphrase: Option<String>,
         key_file: Option<PathBuf>,
     ) -> PyResult<Self> {
-        let unlock = unlock(passphrase, key_file)?;
+        // An archive on a key service or on configured blob stores (S3,
+        // replicas) opens as `ama` opens it: from DATA/key-service.json and
+        // DATA/stores.json.
+        let remote = ama_keyservice::RemoteConfigFile::load_in(&path)
+            .map_err(|e| errors::invalid(e.to_string()))?;
+        let stores = ama_store_s3::config::StoresConfig::load_in(&path)
+            .map_err(|e| errors::to_py(e.into()))?;
+        // The key service needs no passphrase; a local key store does.
+        let unlock = match remote {
+            Some(_) => None,
+            None => Some(unlock(passphrase, key_file)?),
+        };
         let archive = run(py, || {
-            Archive::open(&path, &unlock, ArchiveOptions::default())
+            let store = match &stores {
+                Some(c) => Some(c.open(&path)?.store),
+                None => None,
+            };
+            match (remote, unlock) {
+                (Some(file), _) => {
+                    let cfg = file.to_config().map_err(|e| {
+                        ama_core::Error::InvalidArgument(format!("key-service.json: {e}"))
+                    })?;
+                    let ttl = cfg.cache_ttl.max(std::time::Duration::from_secs(60));
+                    let keys = Arc::new(ama_keyservice::RemoteKeyService::connect(cfg)?);
+                    let store: Arc<dyn ama_core::BlobStore> = match store {
+                        Some(s) => s,
+                        None => Arc::new(ama_core::LocalStore::open(path.join("blobs"))?),
+                    };
+                    let options = ArchiveOptions {
+                        key_ttl: Some(ttl),
+                        ..ArchiveOptions::default()
+                    };
+                    Archive::open_with(&path, keys, store, options)
+                }
+                (None, Some(unlock)) => match store {
+                    Some(s) => {
+                        Archive::open_with_store(&path, &unlock, s, ArchiveOptions::default())
+                    }
+                    None => Archive::open(&path, &unlock, ArchiveOptions::default()),
+                },
+                (None, None) => Err(ama_core::Error::InvalidArgument(
+                    "give passphrase= or key_file= to unlock the archive".into(),
+                )),
+            }
         })?;
         Ok(Self::new(archive))
     }
