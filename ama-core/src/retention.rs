@@ -932,6 +932,9 @@ impl Archive {
         reason: &str,
     ) -> Result<DeletionOutcome> {
         who.require_auditor("request deletions")?;
+        if reason.trim().is_empty() {
+            return Err(Error::InvalidArgument("a deletion needs a reason".into()));
+        }
         let q = crate::query::parse(query)?;
         let state = self.state(who.tenant())?;
         self.flush_index(&state)?;
@@ -946,12 +949,7 @@ impl Archive {
             )));
         }
         ids.sort();
-        let reason = if reason.trim().is_empty() {
-            String::new() // refused below, as for a list of ids
-        } else {
-            format!("{} (query: {query})", reason.trim())
-        };
-        self.request_deletion(who, &ids, &reason)
+        self.request_deletion(who, &ids, &format!("{} (query: {query})", reason.trim()))
     }
 
     fn put_requests(
