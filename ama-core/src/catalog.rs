@@ -154,7 +154,7 @@ pub struct MessageRecord {
     pub wrapped_key: Vec<u8>,
     /// Size of the encrypted blob.
     pub stored_size: u64,
-    /// Sealed [`crate::archive::SealedMessage`].
+    /// Sealed `SealedMessage` (in `archive`).
     pub sealed: Vec<u8>,
 }
 

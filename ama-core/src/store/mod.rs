@@ -4,7 +4,7 @@
 //! ever sees ciphertext and opaque keys, so any backend (local disk, S3,
 //! a backup bucket, a replica in another building) is untrusted storage.
 //! Every backend must pass the same conformance suite
-//! ([`conformance::run`], feature `conformance`; `tests/store_conformance.rs`
+//! (`conformance::run`, feature `conformance`; `tests/store_conformance.rs`
 //! runs it for the stores of this crate, `ama-store-s3` for S3).
 //!
 //! Because stores only hold ciphertext, they cannot tell an intact blob from
