@@ -1,6 +1,6 @@
 //! An archive replicated over two local stores and a real S3 server
-//! (SeaweedFS on loopback), quorum 2 of 3: the S3 server is killed in the
-//! middle of an import, the import goes on, and repair catches the server
+//! (SeaweedFS on loopback), quorum 2 of 3: the S3 server is killed halfway
+//! through a 5,000-message import, the import goes on, repair catches the server
 //! up once it is back. Then with S3 and a local store down, ingest fails
 //! with a clear error and acknowledges nothing.
 
@@ -91,15 +91,15 @@ fn s3_replica_killed_during_import_is_caught_up_by_repair() {
         .create_tenant(TenantSpec::new(acme.clone()))
         .unwrap();
 
-    assert_eq!(ingest(&archive, &acme, 0..1500).unwrap(), 1500);
+    assert_eq!(ingest(&archive, &acme, 0..2500).unwrap(), 2500);
     weed.kill();
     let started = std::time::Instant::now();
-    assert_eq!(ingest(&archive, &acme, 1500..3000).unwrap(), 1500);
+    assert_eq!(ingest(&archive, &acme, 2500..5000).unwrap(), 2500);
     println!(
-        "1,500 messages with the S3 replica down: {:?}",
+        "2,500 messages with the S3 replica down: {:?}",
         started.elapsed()
     );
-    assert_eq!(store.backlog().unwrap(), (1500, 0));
+    assert_eq!(store.backlog().unwrap(), (2500, 0));
     // Reads do not need the dead server.
     let who = Principal::auditor(acme.clone());
     let hit = &archive
@@ -109,9 +109,9 @@ fn s3_replica_killed_during_import_is_caught_up_by_repair() {
     assert_eq!(archive.get_raw(&who, hit.id).unwrap(), mail(2222));
 
     weed.restart();
-    assert_eq!(s3.list("t/").unwrap().len(), 1500);
+    assert_eq!(s3.list("t/").unwrap().len(), 2500);
     let report = archive.repair(RepairOptions::default()).unwrap();
-    assert_eq!(report.copies_restored, 1500, "{report:?}");
+    assert_eq!(report.copies_restored, 2500, "{report:?}");
     assert!(report.is_clean(), "{report:?}");
     let deep = archive
         .repair(RepairOptions {
@@ -121,7 +121,10 @@ fn s3_replica_killed_during_import_is_caught_up_by_repair() {
         .unwrap();
     assert_eq!((deep.missing_found, deep.corrupt_found), (0, 0), "{deep:?}");
     let in_s3 = s3.list("t/").unwrap();
-    assert_eq!(in_s3.len(), 3000);
+    assert_eq!(in_s3.len(), 5000);
+    let v = archive.verify(&who).unwrap();
+    assert!(v.is_clean(), "{:?}", v.problems);
+    assert_eq!(v.verified, 5000);
     assert_eq!(
         in_s3,
         LocalStore::open(&roots[0]).unwrap().list("t/").unwrap()
@@ -131,7 +134,7 @@ fn s3_replica_killed_during_import_is_caught_up_by_repair() {
     weed.kill();
     break_store(&roots[1]);
     let before = archive.stats(&acme).unwrap().messages;
-    let err = ingest(&archive, &acme, 3000..3100).unwrap_err();
+    let err = ingest(&archive, &acme, 5000..5100).unwrap_err();
     match &err {
         Error::Store(StoreError::Quorum {
             acknowledged: 1,
@@ -146,7 +149,7 @@ fn s3_replica_killed_during_import_is_caught_up_by_repair() {
     assert_eq!(archive.stats(&acme).unwrap().messages, before);
     assert_eq!(
         archive
-            .search(&who, "zq3050x", &SearchOptions::default())
+            .search(&who, "zq5050x", &SearchOptions::default())
             .unwrap()
             .total,
         0
