@@ -19,14 +19,11 @@
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use anyhow::{Context as _, bail};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use zeroize::Zeroizing;
 
@@ -207,52 +204,8 @@ pub fn password() -> anyhow::Result<Zeroizing<String>> {
     }
 }
 
-/// A TCP or TLS connection to the server.
-#[derive(Debug)]
-enum Conn {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Conn {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Conn {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
+/// A TCP (loopback only) or TLS connection to the server.
+type Conn = tokio_util::either::Either<TcpStream, Box<tokio_rustls::client::TlsStream<TcpStream>>>;
 
 /// The TLS client settings: the system's trust store plus `extra_ca`.
 fn tls_config(extra_ca: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
@@ -332,11 +285,11 @@ impl ImapTarget {
             .with_context(|| format!("cannot connect to {}:{}", url.host, url.port))?;
             let conn = match tls {
                 Some(tls) => {
-                    Conn::Tls(Box::new(tls.connect(server_name, tcp).await.with_context(
+                    Conn::Right(Box::new(tls.connect(server_name, tcp).await.with_context(
                         || format!("TLS handshake with {} failed", url.host),
                     )?))
                 }
-                None => Conn::Plain(tcp),
+                None => Conn::Left(tcp),
             };
             let mut client = async_imap::Client::new(conn);
             match client.read_response().await {
