@@ -34,7 +34,7 @@ use crate::access::Principal;
 use crate::audit::{AuditAction, AuditActor, Frontend, Outcome};
 use crate::catalog::{self, Catalog, MessageRecord, TenantRecord, TenantStats};
 use crate::crypto::{self, SecretKey};
-use crate::error::{CryptoError, Error, IngestError, Result, StoreError, TenantError};
+use crate::error::{CryptoError, Error, IngestError, Result, TenantError};
 use crate::identity::{IdentityOptions, IdentityRuntime};
 use crate::index::{Sort, TenantIndex};
 use crate::keys::{KdfParams, KeyService, LocalKeyStore, Unlock};
@@ -46,8 +46,6 @@ use crate::tenant::{Tenant, TenantId, TenantSpec, normalize_domain};
 mod stores;
 pub use stores::RepairOptions;
 
-const BLOB_MAGIC: &[u8; 4] = b"AMAB";
-const BLOB_VERSION: u8 = 1;
 /// Largest page a search returns.
 pub const MAX_PAGE: usize = 10_000;
 /// Deepest page offset a search accepts (deeper paging means a narrower query).
@@ -86,6 +84,11 @@ pub struct ArchiveOptions {
     /// no call is using it, and the next use asks the key service again;
     /// its derived keys are zeroized on drop.
     pub key_ttl: Option<Duration>,
+    /// Train a tenant's zstd dictionary once it holds this many messages
+    /// (default 1,000; `None`: never). Later blobs of the tenant are
+    /// compressed with it: about a quarter smaller on typical mail
+    /// ([`crate::dictionary`]).
+    pub dictionary_after: Option<u64>,
 }
 
 impl Default for ArchiveOptions {
@@ -98,6 +101,7 @@ impl Default for ArchiveOptions {
             durable_read_audit: true,
             keystore: None,
             key_ttl: None,
+            dictionary_after: Some(1_000),
         }
     }
 }
@@ -179,6 +183,8 @@ pub(crate) struct TenantState {
     pub(crate) record: TenantRecord,
     pub(crate) keys: TenantKeys,
     pub(crate) index: TenantIndex,
+    /// Its zstd dictionaries.
+    pub(crate) dictionaries: crate::dictionary::Dictionaries,
 }
 
 /// An open archive: a data directory, its key service and blob store.
@@ -570,11 +576,13 @@ impl Archive {
                 txn.commit()?;
             }
         }
+        let dictionaries = crate::dictionary::Dictionaries::load(&self.catalog, id, &keys.catalog)?;
         let state = Arc::new(TenantState {
             opened: Instant::now(),
             record,
             keys,
             index,
+            dictionaries,
         });
         self.index_pending(&state)?;
         self.backfill_ingest_log(&state)?;
@@ -744,9 +752,15 @@ impl Archive {
                 fresh.push((i, id));
             }
         }
+        let dictionary = state.dictionaries.encoder();
         let sealed_blobs = par_map(&fresh, |(i, id)| -> Result<(BlobKey, Vec<u8>, Vec<u8>)> {
             let data_key = SecretKey::generate()?;
-            let blob = seal_blob(&data_key, &aad("blob", tenant, *id), items[*i].0.as_ref())?;
+            let blob = crate::blob::seal(
+                &data_key,
+                &aad("blob", tenant, *id),
+                items[*i].0.as_ref(),
+                dictionary.as_ref(),
+            )?;
             let wrapped = crypto::wrap_key(
                 &state.keys.message_keys,
                 &aad("data-key", tenant, *id),
@@ -937,6 +951,10 @@ impl Archive {
             .collect();
         let committed = state.index.add(&docs)?;
         self.clear_pending(t, &committed)?;
+        // 6: the tenant's dictionary, once it has enough mail (best effort).
+        if delta.messages > 0 {
+            self.train_dictionary_if_due(&state);
+        }
         Ok(receipts)
     }
 
@@ -1104,7 +1122,10 @@ impl Archive {
         // A store with several copies skips one that fails this check.
         let key = BlobKey::message(&state.record.storage_id, id);
         crate::store::get_authentic(&*self.store, &key, |blob| -> Result<Vec<u8>> {
-            let raw = open_blob(&data_key, &aad("blob", tenant, id), blob, size, id)?;
+            let raw =
+                crate::blob::open(&data_key, &aad("blob", tenant, id), blob, size, id, &|d| {
+                    state.dictionaries.decoder(d)
+                })?;
             if crypto::sha256(&raw) != *sha256 {
                 return Err(CryptoError::Authentication {
                     what: format!(
@@ -1251,40 +1272,4 @@ fn info(id: MessageId, s: SealedMessage) -> MessageInfo {
         meta: s.meta,
         deliveries: s.deliveries,
     }
-}
-
-/// Blob format v1: `"AMAB" | 0x01 | seal(data key, aad, zstd(raw))`.
-fn seal_blob(key: &SecretKey, aad: &[u8], raw: &[u8]) -> Result<Vec<u8>> {
-    let compressed = crypto::compress(raw)?;
-    let sealed = crypto::seal(key, aad, &compressed)?;
-    let mut out = Vec::with_capacity(5 + sealed.len());
-    out.extend_from_slice(BLOB_MAGIC);
-    out.push(BLOB_VERSION);
-    out.extend_from_slice(&sealed);
-    Ok(out)
-}
-
-fn open_blob(
-    key: &SecretKey,
-    aad: &[u8],
-    blob: &[u8],
-    size: u64,
-    id: MessageId,
-) -> Result<Vec<u8>> {
-    if blob.len() < 5 || &blob[..4] != BLOB_MAGIC {
-        return Err(StoreError::Corrupt {
-            key: id.to_string(),
-            reason: "not an ama blob (bad magic)".into(),
-        }
-        .into());
-    }
-    if blob[4] != BLOB_VERSION {
-        return Err(StoreError::Corrupt {
-            key: id.to_string(),
-            reason: format!("unknown blob version {}", blob[4]),
-        }
-        .into());
-    }
-    let compressed = crypto::open(key, aad, &blob[5..], &format!("blob of message {id}"))?;
-    Ok(crypto::decompress(&compressed, size as usize)?)
 }

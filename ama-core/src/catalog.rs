@@ -69,6 +69,7 @@ const PURGE_PENDING: TableDefinition<(&str, u128), ()> = TableDefinition::new("p
 const INGEST_LOG: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("ingest_log");
 const SHREDS: TableDefinition<&str, &[u8]> = TableDefinition::new("shreds");
 const ROTATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("rotations");
+const DICTIONARIES: TableDefinition<&str, &[u8]> = TableDefinition::new("dictionaries");
 
 /// A per-tenant table of sealed values keyed by a hash (users, credentials).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +104,8 @@ pub enum TenantTable {
     IngestHead,
     /// Deletion requests waiting for approval.
     DeletionRequests,
+    /// The tenant's zstd dictionaries ([`crate::dictionary`]).
+    Dictionaries,
 }
 
 impl TenantTable {
@@ -114,6 +117,7 @@ impl TenantTable {
             TenantTable::Holds => HOLDS,
             TenantTable::IngestHead => INGEST_HEAD,
             TenantTable::DeletionRequests => DELETION_REQUESTS,
+            TenantTable::Dictionaries => DICTIONARIES,
         }
     }
 }
@@ -308,6 +312,7 @@ impl Catalog {
             txn.open_table(INGEST_LOG)?;
             txn.open_table(SHREDS)?;
             txn.open_table(ROTATIONS)?;
+            txn.open_table(DICTIONARIES)?;
         }
         txn.commit()?;
         Ok(Catalog { db })
@@ -358,6 +363,7 @@ impl Catalog {
             INGEST_LOG.name(),
             SHREDS.name(),
             ROTATIONS.name(),
+            DICTIONARIES.name(),
         ];
         for t in src.list_tables()? {
             if !known.contains(&t.name()) {
@@ -391,6 +397,7 @@ impl Catalog {
         copy_table(&src, &dst, INGEST_LOG)?;
         copy_table(&src, &dst, SHREDS)?;
         copy_table(&src, &dst, ROTATIONS)?;
+        copy_table(&src, &dst, DICTIONARIES)?;
         dst.commit()?;
         Ok(())
     }
@@ -488,6 +495,17 @@ impl ReadTxn {
         let t = self.txn.open_table(MESSAGES)?;
         let mut out = Vec::new();
         for e in t.range((tenant, 0u128)..=(tenant, u128::MAX))? {
+            let (k, _) = e?;
+            out.push(MessageId::from_u128(k.value().1));
+        }
+        Ok(out)
+    }
+
+    /// The first (oldest) `n` message ids of a tenant.
+    pub fn first_message_ids(&self, tenant: &str, n: usize) -> Result<Vec<MessageId>> {
+        let t = self.txn.open_table(MESSAGES)?;
+        let mut out = Vec::new();
+        for e in t.range((tenant, 0u128)..=(tenant, u128::MAX))?.take(n) {
             let (k, _) = e?;
             out.push(MessageId::from_u128(k.value().1));
         }
@@ -796,7 +814,7 @@ impl WriteTxn {
             INGEST_HEAD,
         ]
         .into_iter()
-        .chain([DELETION_REQUESTS, ROTATIONS])
+        .chain([DELETION_REQUESTS, ROTATIONS, DICTIONARIES])
         {
             self.txn.open_table(def)?.remove(tenant)?;
         }

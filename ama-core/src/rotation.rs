@@ -384,7 +384,7 @@ impl Archive {
             }
         }
         // Single values.
-        let singles: [(TenantTable, &SecretKey, &SecretKey, Vec<u8>); 6] = [
+        let singles: [(TenantTable, &SecretKey, &SecretKey, Vec<u8>); 7] = [
             (
                 TenantTable::AuditHead,
                 &old.audit,
@@ -420,6 +420,12 @@ impl Archive {
                 &old.identity,
                 &new.identity,
                 crate::identity::directory_aad(id),
+            ),
+            (
+                TenantTable::Dictionaries,
+                &old.catalog,
+                &new.catalog,
+                crate::dictionary::value_aad(id),
             ),
         ];
         for (table, ok, nk, aad) in singles {

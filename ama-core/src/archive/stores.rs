@@ -16,7 +16,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use super::{Archive, ArchiveOptions, aad, open_blob};
+use super::{Archive, ArchiveOptions, aad};
 use crate::crypto;
 use crate::error::{Error, Result};
 use crate::keys::{LocalKeyStore, Unlock};
@@ -144,12 +144,13 @@ impl<'a> CatalogVerifier<'a> {
             &rec.wrapped_key,
             &format!("data key of message {id}"),
         )?;
-        let raw = match open_blob(
+        let raw = match crate::blob::open(
             &data_key,
             &aad("blob", tenant, id),
             data,
             sealed.meta.size,
             id,
+            &|d| state.dictionaries.decoder(d),
         ) {
             Ok(raw) => raw,
             Err(_) => return Ok(false),
