@@ -12,10 +12,20 @@
 //! * `search` reopens such an archive and times queries: each one N times,
 //!   reporting median and p99 latency, so a change to the index or the query
 //!   planner can be judged against the same data.
+//! * `generate` writes messages of the deterministic generator
+//!   ([`generate`]: real corpus pieces recombined, same seed → same bytes)
+//!   to a directory or an mbox file, for other tools.
+//! * `scale` imports generated messages straight into a fresh archive (no
+//!   files in between) up to a million and more, and reports how the cost
+//!   grows: throughput per slice, search latency, peak memory and disk use
+//!   at checkpoints.
 //!
 //! It calls the engine directly (no CLI process, no progress bar) so the
 //! numbers are the engine's own. The archive it creates uses a fixed, public
 //! passphrase printed in the JSON: bench archives hold test corpora only.
+
+mod generate;
+mod scale;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -48,6 +58,10 @@ enum Command {
     Import(ImportArgs),
     /// Time search queries on an archive and print latencies as JSON.
     Search(SearchArgs),
+    /// Write generated messages (deterministic for a seed) to a directory or an mbox file.
+    Generate(generate_cmd::GenerateArgs),
+    /// Import generated messages into a fresh archive and report how cost grows with size.
+    Scale(scale::ScaleArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -101,6 +115,8 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Import(args) => import(&args),
         Command::Search(args) => search(&args),
+        Command::Generate(args) => generate_cmd::run(&args),
+        Command::Scale(args) => scale::run(&args),
     }
 }
 
@@ -362,32 +378,7 @@ fn search(args: &SearchArgs) -> anyhow::Result<()> {
         limit: args.limit,
         ..SearchOptions::default()
     };
-    let mut queries = Vec::with_capacity(args.queries.len());
-    for q in &args.queries {
-        let mut times = Vec::with_capacity(args.runs as usize);
-        let mut last = None;
-        for _ in 0..args.runs {
-            let t = Instant::now();
-            let r = archive
-                .search(&who, q, &opts)
-                .with_context(|| format!("query {q:?} failed"))?;
-            times.push(ms(t.elapsed()));
-            last = Some(r);
-        }
-        let (total, hits) = last.map_or((0, 0), |r| (r.total, r.hits.len()));
-        let first_ms = times.first().copied().unwrap_or(0.0);
-        times.sort_by(f64::total_cmp);
-        queries.push(QueryReport {
-            query: q.clone(),
-            total,
-            hits,
-            first_ms: round(first_ms, 3),
-            median_ms: round(median(&times), 3),
-            p99_ms: round(percentile(&times, 99), 3),
-            min_ms: round(times.first().copied().unwrap_or(0.0), 3),
-            max_ms: round(times.last().copied().unwrap_or(0.0), 3),
-        });
-    }
+    let queries = time_queries(&archive, &who, &args.queries, args.runs, &opts)?;
     let report = SearchReport {
         data_dir: args.data.display().to_string(),
         tenant: args.tenant.clone(),
@@ -401,6 +392,43 @@ fn search(args: &SearchArgs) -> anyhow::Result<()> {
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
+}
+
+/// Runs each query `runs` times and reports its latencies.
+fn time_queries(
+    archive: &Archive,
+    who: &Principal,
+    queries: &[String],
+    runs: u32,
+    opts: &SearchOptions,
+) -> anyhow::Result<Vec<QueryReport>> {
+    let mut out = Vec::with_capacity(queries.len());
+    for q in queries {
+        let mut times = Vec::with_capacity(runs as usize);
+        let mut last = None;
+        for _ in 0..runs {
+            let t = Instant::now();
+            let r = archive
+                .search(who, q, opts)
+                .with_context(|| format!("query {q:?} failed"))?;
+            times.push(ms(t.elapsed()));
+            last = Some(r);
+        }
+        let (total, hits) = last.map_or((0, 0), |r| (r.total, r.hits.len()));
+        let first_ms = times.first().copied().unwrap_or(0.0);
+        times.sort_by(f64::total_cmp);
+        out.push(QueryReport {
+            query: q.clone(),
+            total,
+            hits,
+            first_ms: round(first_ms, 3),
+            median_ms: round(median(&times), 3),
+            p99_ms: round(percentile(&times, 99), 3),
+            min_ms: round(times.first().copied().unwrap_or(0.0), 3),
+            max_ms: round(times.last().copied().unwrap_or(0.0), 3),
+        });
+    }
+    Ok(out)
 }
 
 /// Median of sorted values.
@@ -419,6 +447,69 @@ fn percentile(sorted: &[f64], p: usize) -> f64 {
     }
     let rank = (p * sorted.len()).div_ceil(100).max(1);
     sorted[rank.min(sorted.len()) - 1]
+}
+
+// ----- generate --------------------------------------------------------
+
+mod generate_cmd {
+    use std::path::PathBuf;
+    use std::time::Instant;
+
+    use anyhow::Context;
+
+    use crate::generate::{Pool, write_dir, write_mbox};
+
+    #[derive(Debug, clap::Args)]
+    pub struct GenerateArgs {
+        /// The corpus the pieces are drawn from (repeatable).
+        #[arg(long, value_name = "DIR", required = true)]
+        pub corpus: Vec<PathBuf>,
+        /// How many messages.
+        #[arg(long, value_name = "N")]
+        pub count: u64,
+        /// The seed: the same seed (and corpus) gives the same bytes.
+        #[arg(long, default_value_t = 1)]
+        pub seed: u64,
+        /// A directory (one file per message) or, when the name ends in
+        /// `.mbox` or with `--mbox`, one mboxrd file.
+        #[arg(long, value_name = "DIR|FILE")]
+        pub out: PathBuf,
+        /// Write an mbox file whatever the name.
+        #[arg(long)]
+        pub mbox: bool,
+    }
+
+    pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
+        let t = Instant::now();
+        let pool = Pool::from_corpus(&args.corpus)?;
+        let pool_seconds = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let mbox = args.mbox || args.out.extension().is_some_and(|e| e == "mbox");
+        let bytes = if mbox {
+            let f = std::fs::File::create(&args.out)
+                .with_context(|| format!("cannot create {}", args.out.display()))?;
+            write_mbox(
+                &pool,
+                args.seed,
+                args.count,
+                &mut std::io::BufWriter::with_capacity(1 << 20, f),
+            )?
+        } else {
+            write_dir(&pool, args.seed, args.count, &args.out)?
+        };
+        let report = serde_json::json!({
+            "out": args.out.display().to_string(),
+            "format": if mbox { "mbox" } else { "dir" },
+            "count": args.count,
+            "seed": args.seed,
+            "bytes": bytes,
+            "pool": pool.stats(),
+            "pool_seconds": crate::round(pool_seconds, 3),
+            "seconds": crate::round(t.elapsed().as_secs_f64(), 3),
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        Ok(())
+    }
 }
 
 // ----- helpers ---------------------------------------------------------
