@@ -110,9 +110,18 @@ pub fn retention(g: &Global, cmd: &RetentionCommand) -> anyhow::Result<()> {
             let r = archive.sweep(tenant, *at)?;
             writeln!(
                 out,
-                "{tenant}: {} deleted, {} kept by legal holds{}",
+                "{tenant}: {} deleted, {} kept by legal holds{}{}",
                 r.deleted.len(),
                 r.held.len(),
+                if r.locked.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", {} kept by write-once storage locks (latest until {})",
+                        r.locked.len(),
+                        r.locked.iter().map(|(_, u)| *u).max().unwrap_or_default()
+                    )
+                },
                 if r.resumed > 0 {
                     format!(", purge of {} earlier deletions finished", r.resumed)
                 } else {

@@ -9,8 +9,10 @@
 //! 3. for each new message: fresh data key, zstd, AES-256-GCM (AAD binds
 //!    tenant and message id), all blobs written durably in one `put_many`;
 //! 4. one catalog transaction: new records, dedup entries, merged envelopes
-//!    of duplicates, counters, "pending index" marks; committed with fsync —
-//!    from here on the messages exist;
+//!    of duplicates, counters, "pending index" marks; on write-once storage
+//!    ([`BlobStore::object_lock`](crate::store::BlobStore::object_lock)) each
+//!    blob is locked until its retain-until just before the commit;
+//!    committed with fsync — from here on the messages exist;
 //! 5. the tenant index adds them and commits; then the pending marks are
 //!    cleared. A crash between 4 and 5 is repaired when the tenant is next
 //!    opened (pending entries are indexed again).
@@ -815,6 +817,9 @@ impl Archive {
         };
         let in_rule = |rule: usize, item: usize| rule_hits.hit(rule, item);
         let mut logged: Vec<(MessageId, [u8; 32])> = Vec::new();
+        // Write-once storage: each blob's lock follows its retain-until.
+        let write_once = self.store.object_lock();
+        let mut locks: Vec<(BlobKey, i64)> = Vec::new();
         let mut txn = self.catalog.write()?;
         let mut receipts = Vec::with_capacity(items.len());
         let mut to_index: HashMap<MessageId, (MessageInfo, usize)> = HashMap::new();
@@ -849,6 +854,9 @@ impl Archive {
                     let until = policy.retain_until(&merged, &domains, |n| in_rule(n, i));
                     if txn.retention(t, id)?.is_none_or(|cur| until > cur) {
                         txn.put_retention(t, id, until)?;
+                        if write_once {
+                            locks.push((BlobKey::message(&state.record.storage_id, id), until));
+                        }
                     }
                     delta.duplicates += 1;
                     if let Some(orphan) = new_ids.get(&p.dedup).filter(|n| **n != id) {
@@ -895,6 +903,9 @@ impl Archive {
                     let fresh = info(id, sealed);
                     let until = policy.retain_until(&fresh, &domains, |n| in_rule(n, i));
                     txn.put_retention(t, id, until)?;
+                    if write_once {
+                        locks.push((BlobKey::message(&state.record.storage_id, id), until));
+                    }
                     logged.push((id, p.sha256));
                     delta.messages += 1;
                     delta.raw_bytes += p.size;
@@ -933,6 +944,11 @@ impl Archive {
                 Outcome::Success
             },
         )?;
+        // Locked before the message exists (and is acknowledged): a lock
+        // that fails aborts the batch like a failed write.
+        if !locks.is_empty() {
+            self.store.set_retention_many(&locks)?;
+        }
         txn.commit()?;
 
         for id in orphans {

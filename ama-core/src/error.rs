@@ -281,6 +281,28 @@ pub enum StoreError {
     /// A store configuration is invalid.
     #[error("blob store configuration: {0}")]
     Config(String),
+    /// Write-once storage refused to delete or shorten the lock of a blob:
+    /// it is locked (S3 Object Lock) until `until`. Nothing was deleted.
+    #[error(
+        "blob {key} in {store} is write-once locked until {until} (Unix time); it cannot be deleted before then"
+    )]
+    Locked {
+        /// The store (`describe()`).
+        store: String,
+        /// The blob key.
+        key: String,
+        /// The lock's retain-until date (Unix seconds).
+        until: i64,
+    },
+    /// The store cannot do what was asked (e.g. lock a blob on a store
+    /// without write-once support).
+    #[error("blob store {store} does not support {what}")]
+    Unsupported {
+        /// The store (`describe()`).
+        store: String,
+        /// What it cannot do.
+        what: String,
+    },
     /// A tenant's data would go to a store of another region: refused before
     /// anything was written.
     #[error(

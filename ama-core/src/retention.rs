@@ -345,6 +345,10 @@ pub struct SweepReport {
     pub deleted: Vec<MessageId>,
     /// Messages past retention kept because a hold covers them.
     pub held: Vec<MessageId>,
+    /// Messages past retention that write-once storage still locks, with the
+    /// lock's date (Unix seconds): kept, and deleted by a sweep after it.
+    /// Also blobs of deleted messages whose purge the store refused.
+    pub locked: Vec<(MessageId, i64)>,
     /// Deletions of an earlier, interrupted run whose purge this one finished.
     pub resumed: usize,
 }
@@ -391,6 +395,21 @@ fn tomb_aad(t: &TenantId, id: MessageId) -> Vec<u8> {
 
 fn value_aad(kind: &str, t: &TenantId) -> Vec<u8> {
     format!("ama/{kind}/v1|{t}").into_bytes()
+}
+
+/// How far a sweep extends the write-once lock of a held message whose
+/// retain-until has passed (renewed by every sweep while the hold lasts).
+pub const HOLD_LOCK_SECS: i64 = 30 * 86_400;
+
+/// A Unix time as RFC 3339 (UTC), or the number if it is out of range.
+fn show_time(ts: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(ts)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ts.to_string())
 }
 
 fn now() -> i64 {
@@ -546,6 +565,8 @@ impl Archive {
             let domains = &state.record.tenant.domains;
             let ids = self.catalog().read()?.message_ids(t)?;
             let mut updates = Vec::with_capacity(ids.len());
+            let write_once = self.store().object_lock();
+            let mut locks = Vec::new();
             for id in ids {
                 let Some(rec) = txn.message(t, id)? else {
                     continue;
@@ -554,16 +575,26 @@ impl Archive {
                 let new = policy.retain_until(&info, domains, |n| {
                     found.get(&n).is_some_and(|set| set.contains(&id))
                 });
-                if old.locked && txn.retention(t, id)?.is_some_and(|cur| new < cur) {
+                let cur = txn.retention(t, id)?;
+                if old.locked && cur.is_some_and(|cur| new < cur) {
                     return Err(Error::AccessDenied(format!(
                         "the retention policy is locked; this change would shorten the \
                          retention of message {id}"
                     )));
                 }
+                // Write-once locks follow a longer retention; a shorter one
+                // leaves the lock (it cannot shrink) and the sweep waits for it.
+                if write_once && cur.is_none_or(|cur| new > cur) {
+                    locks.push((BlobKey::message(&state.record.storage_id, id), new));
+                }
                 updates.push((id, new));
             }
             for (id, until) in &updates {
                 txn.put_retention(t, *id, *until)?;
+            }
+            // Before the commit: a lock that fails refuses the change.
+            if !locks.is_empty() {
+                self.store().set_retention_many(&locks)?;
             }
             Self::put_sealed_value(txn, state, TenantTable::Policy, "policy", &policy)?;
             Ok(updates.len() as u64)
@@ -795,21 +826,58 @@ impl Archive {
     }
 
     /// Removes blobs and index entries of deleted messages (idempotent).
-    fn purge(&self, state: &TenantState) -> Result<usize> {
+    /// A blob that write-once storage still locks ([`StoreError::Locked`])
+    /// stays marked for purging (a later sweep retries) and is returned with
+    /// its lock date; any other store error stops the purge.
+    ///
+    /// [`StoreError::Locked`]: crate::StoreError::Locked
+    fn purge(&self, state: &TenantState) -> Result<(usize, Vec<(MessageId, i64)>)> {
         let t = state.record.tenant.id.as_str();
         let pending = self.catalog().read()?.purge_pending(t)?;
         if pending.is_empty() {
-            return Ok(0);
+            return Ok((0, Vec::new()));
         }
+        let mut purged = Vec::with_capacity(pending.len());
+        let mut locked = Vec::new();
         for id in &pending {
-            self.store()
-                .delete(&BlobKey::message(&state.record.storage_id, *id))?;
+            match self
+                .store()
+                .delete(&BlobKey::message(&state.record.storage_id, *id))
+            {
+                Ok(()) => purged.push(*id),
+                Err(crate::StoreError::Locked { until, .. }) => locked.push((*id, until)),
+                Err(e) => return Err(e.into()),
+            }
         }
         state.index.delete(&pending)?;
         let mut txn = self.catalog().write()?;
-        txn.clear_purge(t, &pending)?;
+        txn.clear_purge(t, &purged)?;
         txn.commit()?;
-        Ok(pending.len())
+        Ok((purged.len(), locked))
+    }
+
+    /// Of `ids` (due for deletion), those write-once storage still locks at
+    /// the real time now, with the lock's date; asks the store once per
+    /// message, and only a store with locks.
+    fn still_locked(
+        &self,
+        state: &TenantState,
+        ids: &[MessageId],
+    ) -> Result<Vec<(MessageId, i64)>> {
+        if !self.store().object_lock() {
+            return Ok(Vec::new());
+        }
+        let n = now();
+        let mut out = Vec::new();
+        for id in ids {
+            let key = BlobKey::message(&state.record.storage_id, *id);
+            if let Some(until) = self.store().retention(&key)?
+                && until > n
+            {
+                out.push((*id, until));
+            }
+        }
+        Ok(out)
     }
 
     /// Deletes every message of `tenant` whose retain-until is before `at`
@@ -818,7 +886,7 @@ impl Archive {
     /// 500 deleted messages, or one saying nothing was due.
     pub fn sweep(&self, tenant: &TenantId, at: Option<OffsetDateTime>) -> Result<SweepReport> {
         let state = self.state(tenant)?;
-        let resumed = self.purge(&state)?;
+        let (resumed, purge_locked) = self.purge(&state)?;
         let at = at.unwrap_or_else(OffsetDateTime::now_utc).unix_timestamp();
         let due: Vec<MessageId> = self
             .catalog()
@@ -830,6 +898,7 @@ impl Archive {
             .collect();
         let mut report = SweepReport {
             resumed,
+            locked: purge_locked,
             ..Default::default()
         };
         if !due.is_empty() {
@@ -841,6 +910,26 @@ impl Archive {
                     report.deleted.push(id);
                 }
             }
+            // Not marked deleted while the store would refuse to delete it.
+            let locked = self.still_locked(&state, &report.deleted)?;
+            if !locked.is_empty() {
+                report
+                    .deleted
+                    .retain(|id| !locked.iter().any(|(l, _)| l == id));
+                report.locked.extend(locked);
+            }
+            // A hold keeps a message past its retain-until; on write-once
+            // storage its lock is extended too, so the hold is not left to
+            // the engine alone (each sweep renews it while the hold lasts).
+            if self.store().object_lock() && !report.held.is_empty() {
+                let until = now() + HOLD_LOCK_SECS;
+                let locks: Vec<(BlobKey, i64)> = report
+                    .held
+                    .iter()
+                    .map(|id| (BlobKey::message(&state.record.storage_id, *id), until))
+                    .collect();
+                self.store().set_retention_many(&locks)?;
+            }
         }
         if report.deleted.is_empty() {
             // The run itself is on record, also when nothing was due.
@@ -849,8 +938,10 @@ impl Archive {
                 AuditActor::system(crate::audit::Frontend::Library),
                 AuditAction::Deletion,
                 format!(
-                    "retention sweep: nothing deleted, {} held, {resumed} purges finished",
-                    report.held.len()
+                    "retention sweep: nothing deleted, {} held, {} write-once locked, \
+                     {resumed} purges finished",
+                    report.held.len(),
+                    report.locked.len()
                 ),
                 &report.held,
                 Outcome::Success,
@@ -867,9 +958,10 @@ impl Archive {
                     AuditActor::system(crate::audit::Frontend::Library),
                     AuditAction::Deletion,
                     format!(
-                        "retention sweep: {} deleted, {} held",
+                        "retention sweep: {} deleted, {} held, {} write-once locked",
                         chunk.len(),
-                        report.held.len()
+                        report.held.len(),
+                        report.locked.len()
                     ),
                 ),
             )?;
@@ -1067,6 +1159,13 @@ impl Archive {
                     kept.push((*id, format!("minimum retention {min}")));
                     continue;
                 }
+            }
+            if let Some((_, until)) = self.still_locked(state, &[*id])?.first() {
+                kept.push((
+                    *id,
+                    format!("write-once storage locks it until {}", show_time(*until)),
+                ));
+                continue;
             }
             deleted.push(*id);
         }

@@ -16,7 +16,7 @@
 //!     { "name": "fra", "type": "s3", "url": "s3://ama-eu/prod?endpoint=https://s3.fra.example",
 //!       "region": "eu", "credentials_env": "AMA_S3_FRA" },
 //!     { "name": "ber", "type": "s3", "url": "s3://ama-eu-2/prod?endpoint=https://s3.ber.example",
-//!       "region": "eu", "credentials_env": "AMA_S3_BER" }
+//!       "region": "eu", "credentials_env": "AMA_S3_BER", "object_lock": "compliance" }
 //!   ]
 //! }
 //! ```
@@ -35,7 +35,7 @@ use ama_core::store::{BlobStore, LocalStore, Replica, ReplicatedStore, Replicati
 use ama_core::{Region, StoreError};
 use serde::{Deserialize, Serialize};
 
-use crate::{S3Config, S3Credentials, S3Store};
+use crate::{LockMode, S3Config, S3Credentials, S3Store};
 
 /// The file name in the data directory.
 pub const FILE: &str = "stores.json";
@@ -87,6 +87,11 @@ pub enum StoreSpec {
         /// `<P>_SECRET_ACCESS_KEY`); default `AWS`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         credentials_env: Option<String>,
+        /// S3 Object Lock (`"compliance"` or `"governance"`): every blob is
+        /// locked until its retain-until. The bucket must have been created
+        /// with Object Lock. Absent: no locks.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        object_lock: Option<LockMode>,
     },
 }
 
@@ -198,8 +203,25 @@ impl StoresConfig {
                     format!("store name {:?} is used twice", s.name()),
                 ));
             }
-            if let StoreSpec::S3 { url, region, .. } = s {
+            if let StoreSpec::S3 {
+                url,
+                region,
+                object_lock,
+                ..
+            } = s
+            {
                 let c = S3Config::from_url(url).map_err(|e| bad_store(path, e))?;
+                if let (Some(a), Some(b)) = (c.object_lock, object_lock)
+                    && a != *b
+                {
+                    return Err(bad(
+                        path,
+                        format!(
+                            "store {:?}: object_lock {b} differs from the URL's {a}",
+                            s.name()
+                        ),
+                    ));
+                }
                 if let (Some(a), Some(b)) = (&c.data_region, region)
                     && a != b
                 {
@@ -267,10 +289,14 @@ impl StoresConfig {
                     url,
                     region,
                     credentials_env,
+                    object_lock,
                 } => {
                     let mut c = S3Config::from_url(url)?;
                     if region.is_some() {
                         c.data_region = region.clone();
+                    }
+                    if object_lock.is_some() {
+                        c.object_lock = *object_lock;
                     }
                     let creds =
                         S3Credentials::from_env(credentials_env.as_deref().unwrap_or("AWS"))
@@ -336,10 +362,18 @@ mod tests {
                  { "name": "local", "type": "local", "path": "blobs", "region": "eu" },
                  { "name": "fra", "type": "s3", "url": "s3://ama-eu/prod?endpoint=https://s3.fra.example",
                    "region": "eu", "credentials_env": "AMA_S3_FRA" },
-                 { "name": "ber", "type": "s3", "url": "s3://ama-eu-2/prod?endpoint=http://127.0.0.1:9000" } ] }"#,
+                 { "name": "ber", "type": "s3", "url": "s3://ama-eu-2/prod?endpoint=http://127.0.0.1:9000",
+                   "object_lock": "compliance" } ] }"#,
         )
         .unwrap();
         assert_eq!(c.stores.len(), 3);
+        assert!(matches!(
+            &c.stores[2],
+            StoreSpec::S3 {
+                object_lock: Some(LockMode::Compliance),
+                ..
+            }
+        ));
         assert_eq!(c.write_quorum, Some(2));
         // Round trip through save/load.
         let d = tempfile::tempdir().unwrap();
@@ -376,6 +410,14 @@ mod tests {
             ),
             (
                 r#"{"version": 1, "stores": [{"name": "a", "type": "s3", "url": "s3://bkt?region=us", "region": "eu"}]}"#,
+                "differs",
+            ),
+            (
+                r#"{"version": 1, "stores": [{"name": "a", "type": "s3", "url": "s3://bkt", "object_lock": "forever"}]}"#,
+                "unknown variant",
+            ),
+            (
+                r#"{"version": 1, "stores": [{"name": "a", "type": "s3", "url": "s3://bkt?object-lock=governance", "object_lock": "compliance"}]}"#,
                 "differs",
             ),
             (

@@ -47,6 +47,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+mod lock;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -66,6 +67,8 @@ use object_store::{
     WriteMultipart,
 };
 use zeroize::Zeroizing;
+
+pub use lock::LockMode;
 
 /// Smallest multipart part S3 accepts (except the last one).
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
@@ -124,6 +127,10 @@ pub struct S3Config {
     pub request_timeout: Duration,
     /// Timeout to connect.
     pub connect_timeout: Duration,
+    /// S3 Object Lock: lock every blob in this mode until its retain-until
+    /// (the bucket must have been created with Object Lock); `None`: no
+    /// locks, deletes are plain.
+    pub object_lock: Option<LockMode>,
 }
 
 impl S3Config {
@@ -143,11 +150,13 @@ impl S3Config {
             retry: Retry::default(),
             request_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(5),
+            object_lock: None,
         }
     }
 
-    /// Parses `s3://BUCKET[/PREFIX][?endpoint=URL&signing-region=R&region=R]`
-    /// (`region` is the ama data region, e.g. `eu`).
+    /// Parses `s3://BUCKET[/PREFIX][?endpoint=URL&signing-region=R&region=R&object-lock=MODE]`
+    /// (`region` is the ama data region, e.g. `eu`; `object-lock` is
+    /// `compliance` or `governance`).
     pub fn from_url(url: &str) -> Result<Self, StoreError> {
         let bad = |why: &str| StoreError::Config(format!("store URL {url:?}: {why}"));
         let u = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
@@ -171,6 +180,9 @@ impl S3Config {
                 "signing-region" => c.signing_region = v.into_owned(),
                 "region" => {
                     c.data_region = Some(v.parse().map_err(|e| bad(&format!("{e}")))?);
+                }
+                "object-lock" => {
+                    c.object_lock = Some(v.parse().map_err(|e| bad(&format!("{e}")))?);
                 }
                 other => return Err(bad(&format!("unknown option {other:?}"))),
             }
@@ -223,6 +235,9 @@ impl S3Config {
         if let Some(e) = &self.endpoint {
             s.push_str(" at ");
             s.push_str(e);
+        }
+        if let Some(m) = self.object_lock {
+            s.push_str(&format!(" (object lock: {m})"));
         }
         s
     }
@@ -322,6 +337,7 @@ impl S3Credentials {
 /// Blobs as objects in an S3-compatible bucket.
 pub struct S3Store {
     runtime: Option<tokio::runtime::Runtime>,
+    lock: Option<lock::Lock>,
     s3: Arc<AmazonS3>,
     config: S3Config,
     describe: String,
@@ -375,6 +391,18 @@ impl S3Store {
             b = b.with_endpoint(e).with_virtual_hosted_style_request(false);
         }
         let s3 = b.build().map_err(|e| StoreError::Config(e.to_string()))?;
+        let raw = lock::Raw::new(lock::RawConfig {
+            endpoint: config.endpoint.as_deref(),
+            bucket: &config.bucket,
+            signing_region: &config.signing_region,
+            key_id: &credentials.access_key_id,
+            secret: &credentials.secret_access_key,
+            token: credentials.session_token.as_ref().map(|t| t.as_str()),
+            retry: config.retry.clone(),
+            request_timeout: config.request_timeout,
+            connect_timeout: config.connect_timeout,
+            describe: config.describe(),
+        })?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("ama-s3")
@@ -387,6 +415,10 @@ impl S3Store {
             })?;
         Ok(S3Store {
             runtime: Some(runtime),
+            lock: config.object_lock.map(|mode| lock::Lock {
+                raw: Arc::new(raw),
+                mode,
+            }),
             s3: Arc::new(s3),
             describe: config.describe(),
             credential_source: credentials.source.clone(),
@@ -395,7 +427,8 @@ impl S3Store {
     }
 
     /// Contacts the server: the bucket exists and the credentials may list
-    /// it. A clear error otherwise (wrong secret, unknown bucket, no server).
+    /// it, and with `object_lock` the bucket has Object Lock. A clear error
+    /// otherwise (wrong secret, unknown bucket, no server, no lock).
     pub fn check(&self) -> Result<(), StoreError> {
         let s3 = self.s3.clone();
         let prefix =
@@ -408,7 +441,32 @@ impl S3Store {
                     self.config.bucket, self.describe
                 )),
                 other => other,
-            })
+            })?;
+        if let Some(l) = &self.lock {
+            let raw = l.raw.clone();
+            if !self.run(async move { raw.bucket_lock_enabled().await })?? {
+                return Err(StoreError::Config(format!(
+                    "object lock is configured for {}, but bucket {:?} was not created with \
+                     Object Lock (it cannot be turned on later: create a bucket with \
+                     x-amz-bucket-object-lock-enabled: true)",
+                    self.describe, self.config.bucket
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the bucket, with Object Lock when the configuration asks for
+    /// it (which also turns on versioning). For setting up test servers and
+    /// new deployments; an existing bucket is an error from the server.
+    pub fn create_bucket(&self) -> Result<(), StoreError> {
+        let raw = match &self.lock {
+            Some(l) => l.raw.clone(),
+            None => return Err(StoreError::Config(
+                "create_bucket is for buckets with object lock; create plain buckets with the provider's tools".into(),
+            )),
+        };
+        self.run(async move { raw.create_bucket(true).await })?
     }
 
     /// The configuration in force.
@@ -555,8 +613,16 @@ impl BlobStore for S3Store {
             .map_err(|e| self.map_err(key.as_str(), e))
     }
 
+    /// With object lock, every version of the blob is deleted (a plain
+    /// delete in a versioned bucket would only hide it behind a marker), and
+    /// a version still locked is [`StoreError::Locked`].
     fn delete(&self, key: &BlobKey) -> Result<(), StoreError> {
         let path = self.path(key)?;
+        if let Some(l) = &self.lock {
+            let raw = l.raw.clone();
+            let p = path.to_string();
+            return self.run(async move { raw.delete_all_versions(&p).await })?;
+        }
         let s3 = self.s3.clone();
         match self.run(async move { s3.delete(&path).await })? {
             Ok(()) => Ok(()),
@@ -616,6 +682,48 @@ impl BlobStore for S3Store {
     fn region(&self) -> Option<Region> {
         self.config.data_region.clone()
     }
+
+    fn object_lock(&self) -> bool {
+        self.lock.is_some()
+    }
+
+    fn set_retention(&self, key: &BlobKey, until: i64) -> Result<(), StoreError> {
+        self.set_retention_many(&[(key.clone(), until)])
+    }
+
+    fn set_retention_many(&self, items: &[(BlobKey, i64)]) -> Result<(), StoreError> {
+        let Some(l) = &self.lock else {
+            return Err(StoreError::Unsupported {
+                store: self.describe.clone(),
+                what: "write-once retention (object_lock is not configured)".into(),
+            });
+        };
+        let mut jobs = Vec::with_capacity(items.len());
+        for (k, until) in items {
+            jobs.push((self.path(k)?.to_string(), *until));
+        }
+        let (raw, mode, concurrency) = (l.raw.clone(), l.mode, self.config.concurrency);
+        self.run(async move {
+            futures::stream::iter(jobs)
+                .map(|(path, until)| {
+                    let raw = raw.clone();
+                    async move { raw.set_retention(&path, mode, until).await }
+                })
+                .buffer_unordered(concurrency)
+                .try_collect::<Vec<()>>()
+                .await
+        })?
+        .map(|_| ())
+    }
+
+    fn retention(&self, key: &BlobKey) -> Result<Option<i64>, StoreError> {
+        let Some(l) = &self.lock else {
+            return Ok(None);
+        };
+        let raw = l.raw.clone();
+        let path = self.path(key)?.to_string();
+        self.run(async move { raw.retention(&path, None).await })?
+    }
 }
 
 impl Drop for S3Store {
@@ -644,6 +752,9 @@ mod tests {
         assert_eq!(c.data_region, Some(Region::Eu));
         assert_eq!(c.signing_region, "eu-central-1");
         assert_eq!(c.describe(), "s3://archive/eu/ama at http://127.0.0.1:8333");
+        assert_eq!(c.object_lock, None);
+        let c = S3Config::from_url("s3://archive?object-lock=compliance").unwrap();
+        assert_eq!(c.object_lock, Some(LockMode::Compliance));
         let c = S3Config::from_url("s3://archive").unwrap();
         assert_eq!(c.prefix, "");
         assert_eq!(c.endpoint, None);
@@ -657,6 +768,10 @@ mod tests {
             ("s3://archive/a//b", "prefix"),
             ("s3://Archive_1", "bucket name"),
             ("s3://archive?region=EU%20West", "region"),
+            (
+                "s3://archive?object-lock=forever",
+                "compliance or governance",
+            ),
         ] {
             let e = S3Config::from_url(bad).unwrap_err().to_string();
             assert!(e.contains(why), "{bad}: {e}");

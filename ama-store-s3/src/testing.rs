@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use ama_core::StoreError;
 use ama_core::store::{BlobKey, BlobStore};
 
-use crate::{Retry, S3Config, S3Credentials, S3Store};
+use crate::{LockMode, Retry, S3Config, S3Credentials, S3Store};
 
 /// Access key the test server accepts.
 pub const ACCESS_KEY: &str = "amatestkey";
@@ -165,6 +165,17 @@ impl SeaweedFs {
         let mut c = S3Config::from_url(&self.url()).expect("test URL");
         c.prefix = prefix.to_string();
         self.store_with(c)
+    }
+
+    /// A store on a new bucket created with S3 Object Lock (so versioned),
+    /// locking blobs in `mode`.
+    pub fn locked_store(&self, bucket: &str, mode: LockMode) -> S3Store {
+        let mut c = S3Config::from_url(&self.url()).expect("test URL");
+        c.bucket = bucket.to_string();
+        c.object_lock = Some(mode);
+        let s = self.store_with(c);
+        s.create_bucket().expect("create a bucket with Object Lock");
+        s
     }
 
     /// Kills the server (SIGKILL): a store that is suddenly down.

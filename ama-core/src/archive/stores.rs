@@ -174,4 +174,17 @@ impl BlobVerifier for CatalogVerifier<'_> {
     fn authentic(&self, key: &BlobKey, data: &[u8]) -> bool {
         self.check(key, data).unwrap_or(false)
     }
+
+    /// The message's retain-until: a copy written back to write-once
+    /// storage gets the lock the original has.
+    fn lock_until(&self, key: &BlobKey) -> Option<i64> {
+        let (tenant, id) = self.parse(key)?;
+        self.archive
+            .catalog
+            .read()
+            .ok()?
+            .retention(tenant.as_str(), id)
+            .ok()
+            .flatten()
+    }
 }

@@ -155,6 +155,48 @@ pub trait BlobStore: Send + Sync {
         None
     }
 
+    /// Whether the store is **write-once** (WORM): it can lock a blob
+    /// against deletion and overwriting until a date
+    /// ([`set_retention`](BlobStore::set_retention)), and refuses
+    /// ([`StoreError::Locked`]) to delete it before then. S3 with Object
+    /// Lock is; the default (local disk, memory) is not.
+    fn object_lock(&self) -> bool {
+        false
+    }
+
+    /// Locks the blob under `key` until `until` (Unix seconds): until then
+    /// the store refuses to delete or overwrite it, whoever asks. A lock is
+    /// only ever extended: a date at or before the current lock (or in the
+    /// past) changes nothing and is not an error. Durable when it returns.
+    /// The engine calls it before a message is acknowledged and whenever a
+    /// message's retain-until grows. Stores without write-once support
+    /// return [`StoreError::Unsupported`] (the default); callers check
+    /// [`object_lock`](BlobStore::object_lock) first.
+    fn set_retention(&self, key: &BlobKey, until: i64) -> Result<(), StoreError> {
+        let _ = (key, until);
+        Err(StoreError::Unsupported {
+            store: self.describe(),
+            what: "write-once retention (object lock)".into(),
+        })
+    }
+
+    /// [`set_retention`](BlobStore::set_retention) for many blobs; backends
+    /// override it to send the requests in parallel.
+    fn set_retention_many(&self, items: &[(BlobKey, i64)]) -> Result<(), StoreError> {
+        for (k, until) in items {
+            self.set_retention(k, *until)?;
+        }
+        Ok(())
+    }
+
+    /// The date (Unix seconds) until which the store keeps the blob locked,
+    /// if a lock is in force; `None` when it is not locked (or absent, or
+    /// the store has no locks — the default).
+    fn retention(&self, key: &BlobKey) -> Result<Option<i64>, StoreError> {
+        let _ = key;
+        Ok(None)
+    }
+
     /// Brings every copy up to date: replays pending deletions, rewrites
     /// copies that are queued as missing or damaged from an authentic copy,
     /// and with `scan` looks for missing (and, if `deep`, damaged) copies
@@ -181,6 +223,13 @@ pub trait BlobVerifier: Sync {
     /// Whether `data` is the authentic blob under `key` (its authentication
     /// tag and the digest recorded at ingest hold).
     fn authentic(&self, key: &BlobKey, data: &[u8]) -> bool;
+
+    /// Until when a copy written back to a write-once store must be locked
+    /// (the message's retain-until), if at all. The default: no lock.
+    fn lock_until(&self, key: &BlobKey) -> Option<i64> {
+        let _ = key;
+        None
+    }
 }
 
 /// What a repair scan looks at, beyond the repair queue.

@@ -55,6 +55,9 @@ enum Why {
     WriteFailed = 1,
     FoundMissing = 2,
     FoundDamaged = 3,
+    /// A write-once store did not take a blob's lock; repair writes the
+    /// copy again and locks it.
+    LockFailed = 4,
 }
 
 /// Blobs fetched and written per step of a repair.
@@ -561,15 +564,24 @@ impl BlobStore for ReplicatedStore {
     /// Deletes every copy. Copies on stores that fail are recorded in the
     /// durable pending-deletion list (repair replays it); the deletion is
     /// durable once that record is.
+    ///
+    /// A write-once store that refuses because the blob is still locked is
+    /// not "down": its copy stays, nothing is queued for it, and the
+    /// [`StoreError::Locked`] is returned (after the other copies are
+    /// deleted), so the caller keeps the deletion pending and tries again.
     fn delete(&self, key: &BlobKey) -> Result<(), StoreError> {
         let results = self.on_all(|s| s.delete(key));
         let mut pending = Vec::new();
+        let mut locked = None;
         for (i, r) in results.into_iter().enumerate() {
             match r {
                 Ok(()) => {
                     if !self.is_down(i) {
                         self.set_down(i, false);
                     }
+                }
+                Err(e @ StoreError::Locked { .. }) => {
+                    locked.get_or_insert(e);
                 }
                 Err(_) => {
                     self.set_down(i, true);
@@ -578,7 +590,84 @@ impl BlobStore for ReplicatedStore {
             }
         }
         // Forget queued copies of the key (repair must not bring it back).
-        self.queue(&[], &[], &pending, &[key.as_str()])
+        self.queue(&[], &[], &pending, &[key.as_str()])?;
+        locked.map_or(Ok(()), Err)
+    }
+
+    /// Write-once when any of the stores is.
+    fn object_lock(&self) -> bool {
+        self.replicas.iter().any(|r| r.store.object_lock())
+    }
+
+    fn set_retention(&self, key: &BlobKey, until: i64) -> Result<(), StoreError> {
+        self.set_retention_many(&[(key.clone(), until)])
+    }
+
+    /// Locks the copies on every write-once store. A store that fails gets
+    /// the copies queued for repair, which writes them again and locks them
+    /// with the date the engine's [`BlobVerifier::lock_until`] gives; the
+    /// call succeeds once that is durable. Stores without locks are skipped.
+    fn set_retention_many(&self, items: &[(BlobKey, i64)]) -> Result<(), StoreError> {
+        if !self.object_lock() {
+            return Err(StoreError::Unsupported {
+                store: self.describe(),
+                what: "write-once retention (object lock)".into(),
+            });
+        }
+        if items.is_empty() {
+            return Ok(());
+        }
+        let results = self.on_all(|s| {
+            if s.object_lock() {
+                s.set_retention_many(items)
+            } else {
+                Ok(())
+            }
+        });
+        let mut missing = Vec::new();
+        for (i, r) in results.into_iter().enumerate() {
+            match r {
+                // Stores without locks (also when skipped as down) have nothing to lock.
+                Err(_) if self.replicas[i].store.object_lock() => {
+                    self.set_down(i, true);
+                    missing.extend(items.iter().map(|(k, _)| (i, k.as_str(), Why::LockFailed)));
+                }
+                _ => {}
+            }
+        }
+        self.queue(&missing, &[], &[], &[])
+    }
+
+    /// The latest lock any write-once store holds on its copy.
+    fn retention(&self, key: &BlobKey) -> Result<Option<i64>, StoreError> {
+        let results = self.on_all(|s| {
+            if s.object_lock() {
+                s.retention(key)
+            } else {
+                Ok(None)
+            }
+        });
+        let mut latest = None;
+        let mut first_err = None;
+        let mut answered = false;
+        for (i, r) in results.into_iter().enumerate() {
+            if !self.replicas[i].store.object_lock() {
+                continue;
+            }
+            match r {
+                Ok(u) => {
+                    answered = true;
+                    latest = latest.max(u);
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match (answered, first_err) {
+            (false, Some(e)) => Err(e),
+            _ => Ok(latest),
+        }
     }
 
     /// The union of the stores' keys. Needs answers from enough stores that
@@ -915,7 +1004,19 @@ impl<'a> Repair<'a> {
             }
         }
         for (i, items) in per_store {
-            match self.rs.replicas[i].store.put_many(&items) {
+            let store = &self.rs.replicas[i].store;
+            let written = store.put_many(&items).and_then(|()| {
+                if !store.object_lock() {
+                    return Ok(());
+                }
+                // A copy on write-once storage is locked like the original.
+                let locks: Vec<(BlobKey, i64)> = items
+                    .iter()
+                    .filter_map(|(k, _)| Some((k.clone(), self.verifier.lock_until(k)?)))
+                    .collect();
+                store.set_retention_many(&locks)
+            });
+            match written {
                 Ok(()) => {
                     self.rs.set_down(i, false);
                     self.report.copies_restored += items.len() as u64;
