@@ -456,6 +456,11 @@ impl MboxReader {
         // Bytes of the message so far, after unquoting, even when not kept.
         let mut size: u64 = 0;
         let mut over = false;
+        // Every byte so far (also those skipped past the limit) is ASCII
+        // whitespace: a blank preamble is dropped however long it is.
+        let mut blank = true;
+        // `blank` as it was before the current line.
+        let mut blank_before = true;
         loop {
             let start = contents.len();
             let cap = if over {
@@ -465,7 +470,10 @@ impl MboxReader {
                 usize::try_from(room).unwrap_or(usize::MAX).max(LINE_PEEK)
             };
             let line_len = match read_line(&mut self.reader, &mut contents, cap) {
-                Ok(len) => len,
+                Ok((len, line_blank)) => {
+                    blank &= line_blank;
+                    len
+                }
                 Err(source) => {
                     self.done = true;
                     self.count += 1;
@@ -480,7 +488,7 @@ impl MboxReader {
             };
             if line_len == 0 {
                 self.done = true;
-                if !self.started && !over && contents.iter().all(u8::is_ascii_whitespace) {
+                if !self.started && blank {
                     // Empty file, or only blank lines.
                     return None;
                 }
@@ -493,14 +501,18 @@ impl MboxReader {
                     break;
                 }
                 self.started = true;
-                if !over && contents.iter().all(u8::is_ascii_whitespace) {
-                    // Nothing but blank lines before the first `From ` line.
+                if blank_before {
+                    // Nothing but blank lines before the first `From ` line
+                    // (however many: also past the size limit).
                     contents.clear();
                     size = 0;
+                    over = false;
+                    blank = true;
                     continue;
                 }
                 break;
             }
+            blank_before = blank;
             let mut line_len = line_len;
             if is_quoted_from(line) {
                 contents.remove(start);
@@ -547,10 +559,12 @@ impl MboxReader {
 
 /// Read one line (through `\n`, or to end of file), appending at most `cap`
 /// bytes of it to `out` and skipping the rest. Returns the full length of the
-/// line, 0 at end of file.
-fn read_line(reader: &mut impl BufRead, out: &mut Vec<u8>, cap: usize) -> io::Result<u64> {
+/// line (0 at end of file) and whether all of it, skipped bytes included, is
+/// ASCII whitespace.
+fn read_line(reader: &mut impl BufRead, out: &mut Vec<u8>, cap: usize) -> io::Result<(u64, bool)> {
     let mut total: u64 = 0;
     let mut stored: usize = 0;
+    let mut blank = true;
     loop {
         let buf = match reader.fill_buf() {
             Ok(buf) => buf,
@@ -558,19 +572,20 @@ fn read_line(reader: &mut impl BufRead, out: &mut Vec<u8>, cap: usize) -> io::Re
             Err(e) => return Err(e),
         };
         if buf.is_empty() {
-            return Ok(total);
+            return Ok((total, blank));
         }
         let (len, end) = match buf.iter().position(|&b| b == b'\n') {
             Some(i) => (i + 1, true),
             None => (buf.len(), false),
         };
+        blank &= buf[..len].iter().all(u8::is_ascii_whitespace);
         let take = cap.saturating_sub(stored).min(len);
         out.extend_from_slice(&buf[..take]);
         stored += take;
         total += len as u64;
         reader.consume(len);
         if end {
-            return Ok(total);
+            return Ok((total, blank));
         }
     }
 }
@@ -865,6 +880,28 @@ last\n\
         let items = collect(&[bare], &WalkOptions::default());
         assert_eq!(items.len(), 1);
         assert_eq!(ok(&items[0]), b"Subject: no From line\n\nbody\n");
+    }
+
+    /// Found by the `mbox` fuzz target: blank lines before the first
+    /// `From ` line, more of them than the size limit, were reported as a
+    /// message too large to import instead of being dropped like a shorter
+    /// blank preamble; the same for a file of nothing but blank lines.
+    #[test]
+    fn long_blank_preamble_is_not_a_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let preamble = dir.path().join("preamble.mbox");
+        let mut bytes = b"\r\n".repeat(20);
+        bytes.extend_from_slice(b"  \x0c\n\nFrom a\nA\n");
+        write(&preamble, &bytes);
+        let only_blank = dir.path().join("blank.mbox");
+        write(&only_blank, &b" \t\r\n".repeat(100));
+        let options = WalkOptions {
+            max_message_size: 16,
+        };
+        let items = collect(&[preamble.clone(), only_blank], &options);
+        assert_eq!(items.len(), 1, "{items:?}");
+        assert_eq!(items[0].origin, format!("{}#1", preamble.display()));
+        assert_eq!(ok(&items[0]), b"A\n");
     }
 
     #[test]
