@@ -362,7 +362,7 @@ impl AuditEntry {
 
 /// The head of a tenant's chain: what the next entry must follow.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-struct AuditHead {
+pub(crate) struct AuditHead {
     next_seq: u64,
     last_hash: [u8; 32],
 }

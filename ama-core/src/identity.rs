@@ -317,7 +317,7 @@ struct PasswordHash {
 }
 
 #[derive(Clone, Serialize, Deserialize)]
-struct UserRecord {
+pub(crate) struct UserRecord {
     id: String,
     display_name: String,
     addresses: Vec<String>,
@@ -347,7 +347,7 @@ impl UserRecord {
 }
 
 #[derive(Clone, Serialize, Deserialize)]
-enum Credential {
+pub(crate) enum Credential {
     Session {
         user_key: [u8; 32],
         created: i64,

@@ -52,6 +52,8 @@ pub mod dictionary;
 pub mod error;
 pub mod export;
 mod fsutil;
+#[doc(hidden)]
+pub mod fuzz_hooks;
 pub mod identity;
 pub mod import;
 pub mod index;

@@ -92,6 +92,117 @@ pub enum Query {
     Not(Box<Query>),
 }
 
+impl Field {
+    /// The prefix that selects this field in the query language (`from`,
+    /// `message-id`, …); `None` for [`Field::Any`].
+    pub fn prefix(self) -> Option<&'static str> {
+        match self {
+            Field::Any => None,
+            Field::From => Some("from"),
+            Field::To => Some("to"),
+            Field::Cc => Some("cc"),
+            Field::Subject => Some("subject"),
+            Field::Filename => Some("filename"),
+            Field::MessageId => Some("message-id"),
+        }
+    }
+}
+
+/// Prints the query in the query language, in a canonical form that
+/// [`parse`] turns back into the same tree: for every `q` that `parse`
+/// returns, `parse(&q.to_string()) == Ok(q)` (checked by a property test and
+/// by the `query` fuzz target). Field prefixes are lower case, `And` is
+/// implicit (a space), `Or` is ` OR `, negation is `-`, and parentheses are
+/// added only where precedence needs them (an `And` inside an `Or` or under
+/// a negation). Trees `parse` never returns (an `And` with one child, a bare
+/// word `AND`, …) print on a best-effort basis.
+impl std::fmt::Display for Query {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Query::All => Ok(()),
+            Query::Word { field, text } => {
+                if let Some(p) = field.prefix() {
+                    write!(f, "{p}:")?;
+                }
+                if *field == Field::MessageId {
+                    // `parse` removes one pair of angle brackets: add one.
+                    write!(f, "<{text}>")
+                } else {
+                    f.write_str(text)
+                }
+            }
+            Query::Phrase { field, text } => {
+                if let Some(p) = field.prefix() {
+                    write!(f, "{p}:")?;
+                }
+                f.write_str("\"")?;
+                if *field == Field::MessageId {
+                    f.write_str("<")?;
+                }
+                for c in text.chars() {
+                    if matches!(c, '"' | '\\') {
+                        f.write_str("\\")?;
+                    }
+                    write!(f, "{c}")?;
+                }
+                if *field == Field::MessageId {
+                    f.write_str(">")?;
+                }
+                f.write_str("\"")
+            }
+            Query::HasAttachment => f.write_str("has:attachment"),
+            Query::After(d) => write!(f, "after:{}", Iso(*d)),
+            Query::Before(d) => write!(f, "before:{}", Iso(*d)),
+            Query::Larger(n) => write!(f, "larger:{n}"),
+            Query::Smaller(n) => write!(f, "smaller:{n}"),
+            Query::And(children) => {
+                for (i, c) in children.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(" ")?;
+                    }
+                    match c {
+                        Query::And(_) => write!(f, "({c})")?,
+                        _ => write!(f, "{c}")?,
+                    }
+                }
+                Ok(())
+            }
+            Query::Or(children) => {
+                for (i, c) in children.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(" OR ")?;
+                    }
+                    match c {
+                        Query::And(_) | Query::Or(_) => write!(f, "({c})")?,
+                        _ => write!(f, "{c}")?,
+                    }
+                }
+                Ok(())
+            }
+            Query::Not(inner) => match **inner {
+                Query::And(_) | Query::Or(_) => write!(f, "-({inner})"),
+                _ => write!(f, "-{inner}"),
+            },
+        }
+    }
+}
+
+/// A date as `YYYY-MM-DD` (what `after:`/`before:` accept).
+struct Iso(Date);
+
+impl std::fmt::Display for Iso {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = self.0;
+        write!(
+            f,
+            "{:04}-{:02}-{:02}",
+            d.year(),
+            u8::from(d.month()),
+            d.day()
+        )
+    }
+}
+
 /// Why a query could not be parsed. `position` is the 0-based CHARACTER
 /// offset (not byte) in the query string where the problem starts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

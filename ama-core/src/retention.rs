@@ -372,7 +372,7 @@ impl VerifyReport {
 }
 
 #[derive(Serialize, Deserialize)]
-struct LogEntry {
+pub(crate) struct LogEntry {
     seq: u64,
     id: u128,
     sha256: [u8; 32],
@@ -380,7 +380,7 @@ struct LogEntry {
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy)]
-struct LogHead {
+pub(crate) struct LogHead {
     next: u64,
     last: [u8; 32],
 }
