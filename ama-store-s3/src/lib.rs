@@ -23,6 +23,9 @@
 //!   on drop, and are redacted in `Debug`.
 //! * **Plain HTTP only on loopback.** An `http://` endpoint is refused unless
 //!   it is a loopback address (a test server on this machine).
+//! * **Write-once when asked** (`object_lock`, docs/WORM.md): with S3 Object
+//!   Lock every blob is locked until the message's retain-until, and a locked
+//!   blob's delete is [`StoreError::Locked`] (module `lock`).
 //! * **Typed errors**: a missing blob is [`StoreError::NotFound`], rejected
 //!   credentials are [`StoreError::Denied`] with a message saying what to
 //!   check, anything else after retries (exponential backoff with jitter,

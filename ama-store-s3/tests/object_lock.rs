@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ama_core::store::{
-    BlobKey, BlobStore, MemoryStore, Replica, ReplicatedStore, ReplicationOptions,
+    BlobKey, BlobStore, BlobVerifier, MemoryStore, Replica, ReplicatedStore, ReplicationOptions,
 };
 use ama_core::tenant::RetentionUnit;
 use ama_core::{
@@ -146,6 +146,59 @@ fn replication_locks_the_write_once_copies_and_keeps_a_locked_delete_pending() {
         plain.set_retention(&k, day),
         Err(StoreError::Unsupported { .. })
     ));
+}
+
+/// The engine's judgement, for repair: every blob is wanted and authentic,
+/// and locked until `until`.
+struct LockAll {
+    until: i64,
+}
+
+impl BlobVerifier for LockAll {
+    fn wanted(&self, _: &BlobKey) -> bool {
+        true
+    }
+    fn authentic(&self, _: &BlobKey, _: &[u8]) -> bool {
+        true
+    }
+    fn lock_until(&self, _: &BlobKey) -> Option<i64> {
+        Some(self.until)
+    }
+}
+
+#[test]
+fn a_lock_that_failed_on_a_down_replica_is_applied_by_repair() {
+    let Some(mut weed) = start("plain") else {
+        return;
+    };
+    let s3: Arc<dyn BlobStore> = Arc::new(weed.locked_store("worm", LockMode::Compliance));
+    let mem: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut o = ReplicationOptions::majority(2);
+    o.write_quorum = 1;
+    o.retry_after = Duration::ZERO;
+    let r = ReplicatedStore::open(
+        vec![
+            Replica::new("mem", mem).unwrap(),
+            Replica::new("s3", s3.clone()).unwrap(),
+        ],
+        o,
+        tmp.path(),
+    )
+    .unwrap();
+    let k = BlobKey::parse("t/0123/aaaaa/bbb/one").unwrap();
+    r.put(&k, b"blob").unwrap();
+    weed.kill();
+    let day = now() + 86_400;
+    // The lock cannot reach the store: queued, not lost.
+    r.set_retention_many(&[(k.clone(), day)]).unwrap();
+    assert_eq!(r.backlog().unwrap(), (1, 0));
+    weed.restart();
+    assert_eq!(s3.retention(&k).unwrap(), None);
+    let report = r.repair(&LockAll { until: day }, None).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(s3.retention(&k).unwrap(), Some(day));
+    assert_eq!(s3.get(&k).unwrap(), b"blob");
 }
 
 fn mail(i: usize) -> Vec<u8> {
