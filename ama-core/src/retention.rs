@@ -981,10 +981,11 @@ impl Archive {
         ids: &[MessageId],
         reason: &str,
     ) -> Result<DeletionOutcome> {
-        if reason.trim().is_empty() {
-            return Err(Error::InvalidArgument("a deletion needs a reason".into()));
-        }
         let state = self.state(who.tenant())?;
+        if reason.trim().is_empty() {
+            let e = Error::InvalidArgument("a deletion needs a reason".into());
+            return self.refuse_deletion(who, &state, "deletion requested".into(), ids, e);
+        }
         let policy = self.policy_of(&state)?;
         if policy.four_eyes {
             let detail = format!("deletion requested: {reason}");
@@ -1023,25 +1024,59 @@ impl Archive {
         query: &str,
         reason: &str,
     ) -> Result<DeletionOutcome> {
-        who.require_auditor("request deletions")?;
-        if reason.trim().is_empty() {
-            return Err(Error::InvalidArgument("a deletion needs a reason".into()));
-        }
-        let q = crate::query::parse(query)?;
         let state = self.state(who.tenant())?;
-        self.flush_index(&state)?;
-        let mut ids: Vec<MessageId> = state
-            .index
-            .all_ids(&q, who.mail_scope()?)?
-            .into_iter()
-            .collect();
-        if ids.is_empty() {
-            return Err(Error::InvalidArgument(format!(
-                "the query {query:?} finds no message to delete"
-            )));
+        let resolve = || -> Result<Vec<MessageId>> {
+            who.require_auditor("request deletions")?;
+            if reason.trim().is_empty() {
+                return Err(Error::InvalidArgument("a deletion needs a reason".into()));
+            }
+            let q = crate::query::parse(query)?;
+            self.flush_index(&state)?;
+            let mut ids: Vec<MessageId> = state
+                .index
+                .all_ids(&q, who.mail_scope()?)?
+                .into_iter()
+                .collect();
+            if ids.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "the query {query:?} finds no message to delete"
+                )));
+            }
+            ids.sort();
+            Ok(ids)
+        };
+        match resolve() {
+            Ok(ids) => {
+                self.request_deletion(who, &ids, &format!("{} (query: {query})", reason.trim()))
+            }
+            Err(e) => {
+                let detail = format!("deletion requested by query {query:?}");
+                self.refuse_deletion(who, &state, detail, &[], e)
+            }
         }
-        ids.sort();
-        self.request_deletion(who, &ids, &format!("{} (query: {query})", reason.trim()))
+    }
+
+    /// Records a deletion request refused before anything happened (one
+    /// audit entry, as every call that would change state writes), then
+    /// returns the refusal.
+    fn refuse_deletion(
+        &self,
+        who: &Principal,
+        state: &TenantState,
+        detail: String,
+        ids: &[MessageId],
+        e: Error,
+    ) -> Result<DeletionOutcome> {
+        let refused: Result<DeletionOutcome> = Err(e);
+        self.audit_now(
+            state,
+            AuditActor::of(who),
+            AuditAction::Deletion,
+            detail,
+            ids,
+            Outcome::of(&refused),
+        )?;
+        refused
     }
 
     fn put_requests(
@@ -1076,34 +1111,35 @@ impl Archive {
     /// made it. Deletes what may be deleted and reports what was kept back.
     pub fn approve_deletion(&self, who: &Principal, request: &str) -> Result<DeletionOutcome> {
         let state = self.state(who.tenant())?;
-        who.require_auditor("approve deletions")?;
-        let reqs = self.requests_of(&state)?;
-        let req = reqs
-            .iter()
-            .find(|r| r.id == request)
-            .cloned()
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!("no pending deletion request {request}"))
-            })?;
-        // Both sides must be named users, and different ones: the operator
-        // (whoever holds the archive passphrase) is nobody's second pair of eyes.
-        if who.user().is_none()
-            || req.requested_by.is_none()
-            || req.requested_by.as_deref() == who.user()
-        {
-            let e = Error::AccessDenied(
-                "four-eyes: a deletion must be approved by a second, named auditor".into(),
-            );
-            self.audit_now(
-                &state,
-                AuditActor::of(who),
-                AuditAction::Deletion,
-                format!("approve deletion request {request}"),
-                &[],
-                Outcome::Denied(e.to_string()),
-            )?;
-            return Err(e);
-        }
+        let find = || -> Result<(Vec<DeletionRequest>, DeletionRequest)> {
+            who.require_auditor("approve deletions")?;
+            let reqs = self.requests_of(&state)?;
+            let req = reqs
+                .iter()
+                .find(|r| r.id == request)
+                .cloned()
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!("no pending deletion request {request}"))
+                })?;
+            // Both sides must be named users, and different ones: the operator
+            // (whoever holds the archive passphrase) is nobody's second pair of eyes.
+            if who.user().is_none()
+                || req.requested_by.is_none()
+                || req.requested_by.as_deref() == who.user()
+            {
+                return Err(Error::AccessDenied(
+                    "four-eyes: a deletion must be approved by a second, named auditor".into(),
+                ));
+            }
+            Ok((reqs, req))
+        };
+        let (reqs, req) = match find() {
+            Ok(found) => found,
+            Err(e) => {
+                let detail = format!("approve deletion request {request}");
+                return self.refuse_deletion(who, &state, detail, &[], e);
+            }
+        };
         let ids: Vec<MessageId> = req.ids.iter().map(|i| MessageId::from_u128(*i)).collect();
         let out = self.execute_deletion(who, &state, &ids, &req.reason, Some(&req))?;
         let mut txn = self.catalog().write()?;

@@ -320,6 +320,32 @@ fn every_read_and_change_writes_exactly_one_entry() {
             "request_deletion",
             Box::new(|| drop(a.request_deletion(&op, &[victim], "erasure").unwrap())),
         ),
+        (
+            "request_deletion_matching",
+            Box::new(|| drop(a.request_deletion_matching(&op, "s3", "erasure").unwrap())),
+        ),
+        (
+            "request_deletion without a reason",
+            Box::new(|| assert!(a.request_deletion(&op, &[victim], " ").is_err())),
+        ),
+        (
+            "request_deletion_matching nothing",
+            Box::new(|| {
+                assert!(
+                    a.request_deletion_matching(&op, "subject:nothing-matches-this", "erasure")
+                        .is_err()
+                )
+            }),
+        ),
+        (
+            "approve_deletion of an unknown request",
+            Box::new(|| assert!(a.approve_deletion(&op, "no-such-request").is_err())),
+        ),
+        ("proof", Box::new(|| drop(a.proof(&op, id).unwrap()))),
+        (
+            "rotate_tenant_key",
+            Box::new(|| drop(a.rotate_tenant_key(&t, Frontend::Cli).unwrap())),
+        ),
         ("verify", Box::new(|| drop(a.verify(&op).unwrap()))),
         ("view", Box::new(|| drop(a.view(&op, id).unwrap()))),
         (
@@ -357,6 +383,9 @@ fn every_read_and_change_writes_exactly_one_entry() {
     a.stats(&t).unwrap();
     a.users(&op).unwrap();
     a.api_keys(&op).unwrap();
+    a.holds(&op).unwrap();
+    a.retention_policy(&op).unwrap();
+    a.deletion_requests(&op).unwrap();
     a.authenticate("amas_acme_nope", &http).unwrap_err();
     assert_eq!(count(&a, &op), before + 1);
 
