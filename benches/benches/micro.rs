@@ -142,6 +142,8 @@ fn bench_steps(c: &mut Criterion, samples: &[(String, Vec<u8>)]) {
         })
         .collect();
     let mut g = c.benchmark_group("index_add");
+    // Each iteration is a durable tantivy commit (~0.1 s here): fewer samples.
+    g.sample_size(10);
     g.throughput(Throughput::Elements(parsed.len() as u64));
     let mut next = 1u128;
     g.bench_function(format!("{}_messages_and_commit", parsed.len()), |b| {
@@ -167,7 +169,7 @@ fn bench_search(c: &mut Criterion, corpus: &Path) {
     let dir = tempfile::tempdir().expect("temp dir");
     let archive = Archive::create(
         dir.path().join("a"),
-        &Unlock::passphrase("bench"),
+        &Unlock::passphrase("ama-bench-passphrase"),
         ArchiveOptions {
             kdf: KdfParams::insecure_fast(),
             ..ArchiveOptions::default()
