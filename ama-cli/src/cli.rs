@@ -616,8 +616,13 @@ pub struct SearchArgs {
     #[arg(long, value_name = "ID")]
     pub tenant: TenantId,
     /// Print one JSON object per hit and line.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "count")]
     pub json: bool,
+    /// Print only the number of matching messages (one line), no hits.
+    /// For scripts and benchmarks (the engine still reads one hit: it returns
+    /// the total with a page, and a page has at least one).
+    #[arg(long, conflicts_with_all = ["limit", "offset", "sort"])]
+    pub count: bool,
     /// Hits per page.
     #[arg(
         long,

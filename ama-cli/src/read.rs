@@ -1,4 +1,5 @@
-//! Reading mail back: `search` and `show`.
+//! Reading mail back: `search` (a page of hits, or with `--count` only the
+//! number of matches) and `show`.
 
 use std::io::Write;
 
@@ -19,16 +20,31 @@ pub fn search(g: &Global, args: &SearchArgs) -> anyhow::Result<()> {
     }
     let archive = unlock::open(g)?;
     let who = unlock::operator(&args.tenant);
-    let opts = SearchOptions {
-        limit: args.limit as usize,
-        offset: args.offset as usize,
-        sort: args.sort.into(),
+    // `--count` still asks the engine for a page (its smallest, one hit):
+    // the engine has no count-only call, and the total comes with any page.
+    let opts = if args.count {
+        SearchOptions {
+            limit: 1,
+            offset: 0,
+            sort: ama_core::Sort::Relevance,
+        }
+    } else {
+        SearchOptions {
+            limit: args.limit as usize,
+            offset: args.offset as usize,
+            sort: args.sort.into(),
+        }
     };
     let found = match archive.search(&who, &query, &opts) {
         Err(ama_core::Error::Query(e)) => return Err(Usage(bad_query(&query, &e)).into()),
         r => r?,
     };
     let mut out = std::io::stdout().lock();
+    if args.count {
+        writeln!(out, "{}", found.total)?;
+        out.flush()?;
+        return Ok(());
+    }
     for hit in &found.hits {
         if args.json {
             output::json_line(&mut out, &output::Hit::new(hit))?;

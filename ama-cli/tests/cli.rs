@@ -368,6 +368,52 @@ fn search_json_and_human_output() {
 }
 
 #[test]
+fn search_count_prints_only_the_total() {
+    let f = Fixture::with_tenant();
+    f.write("mail/a.eml", ALICE);
+    f.write("mail/d.eml", DAVE);
+    f.import_json(&["mail"]);
+
+    let count = |q: &[&str]| {
+        let mut args = vec!["search", "--tenant", "acme", "--count", "--"];
+        args.extend_from_slice(q);
+        f.ok(&args)
+    };
+    assert_eq!(count(&[]), "2\n");
+    assert_eq!(count(&["quarterly"]), "1\n");
+    assert_eq!(count(&["-quarterly"]), "1\n");
+    assert_eq!(count(&["nosuchwordanywhere"]), "0\n");
+    // Only the number on stdout, and no "N of M messages" footer.
+    let out = f.run(&[
+        "search",
+        "--tenant",
+        "acme",
+        "--count",
+        "from:alice@acme.test",
+    ]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout.clone()).unwrap(), "1\n");
+    assert_eq!(stderr(&out).trim(), "");
+
+    // A page option or --json makes no sense with --count: a usage error.
+    for extra in [
+        &["--json"][..],
+        &["--limit", "5"],
+        &["--offset", "1"],
+        &["--sort", "oldest"],
+    ] {
+        let mut args = vec!["search", "--tenant", "acme", "--count"];
+        args.extend_from_slice(extra);
+        args.push("quarterly");
+        let err = f.fails(&args, 2);
+        assert!(err.contains("cannot be used with"), "{extra:?}: {err}");
+    }
+    // A bad query is still exit code 2 with the position.
+    let err = f.fails(&["search", "--tenant", "acme", "--count", "form:bob"], 2);
+    assert!(err.contains("unknown field 'form' at position 0"), "{err}");
+}
+
+#[test]
 fn bad_query_exits_2_with_the_position() {
     let f = Fixture::with_tenant();
     let err = f.fails(&["search", "--tenant", "acme", "form:bob"], 2);
