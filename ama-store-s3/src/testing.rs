@@ -99,7 +99,10 @@ impl SeaweedFs {
                 }
             }
         }
-        panic!("SeaweedFS exited at start four times (ports taken?)\n{}", s.log_tail());
+        panic!(
+            "SeaweedFS exited at start four times (ports taken?)\n{}",
+            s.log_tail()
+        );
     }
 
     fn log_tail(&self) -> String {
@@ -159,7 +162,10 @@ impl SeaweedFs {
             {
                 Ok(()) => return Ok(()),
                 Err(e) if Instant::now() > deadline => {
-                    panic!("SeaweedFS did not come up in 60 s: {e}\n{}", self.log_tail());
+                    panic!(
+                        "SeaweedFS did not come up in 60 s: {e}\n{}",
+                        self.log_tail()
+                    );
                 }
                 Err(_) => {
                     if let Some(c) = self.child.as_mut()
