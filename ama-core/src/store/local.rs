@@ -1,14 +1,20 @@
 //! The embedded default [`BlobStore`]: one file per blob under a directory.
 //!
-//! Writes go to a temporary file that is fsync'ed and then renamed into
-//! place; the directories touched are fsync'ed after the renames, once per
-//! directory per batch. A crash leaves at most stray `*.tmp` files, which
-//! are never read and are removed by [`LocalStore::open`].
+//! Writes go to a temporary file in `~tmp/` under the root that is
+//! fsync'ed and then renamed into place; the directories touched are
+//! fsync'ed after the renames, once per directory per batch. A crash leaves
+//! at most stray files in `~tmp/`, which are never read and are removed by
+//! [`LocalStore::open`]. They live in their own directory (a name no key
+//! can take: `~` is not allowed in keys) so that this clean-up is one
+//! directory listing: a fresh `ama search` used to stat every blob file here
+//! (docs/PERFORMANCE.md). Stray `*.tmp` files beside blobs, left by builds
+//! before 2026-11-23, are ignored.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{BlobKey, BlobStore};
 use crate::error::StoreError;
@@ -16,11 +22,15 @@ use crate::fsutil::fsync_dir;
 
 /// How many threads fsync the files of one batch.
 const SYNC_THREADS: usize = 8;
+/// The directory of files being written, under the root.
+const TMP_DIR: &str = "~tmp";
 
 /// Blobs as files under a root directory.
 pub struct LocalStore {
     root: PathBuf,
     region: Option<crate::tenant::Region>,
+    /// Numbers temporary file names.
+    written: AtomicU64,
 }
 
 fn io_err(key: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> StoreError {
@@ -35,8 +45,12 @@ impl LocalStore {
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
         fs::create_dir_all(&root).map_err(io_err(root.display()))?;
-        let store = LocalStore { root, region: None };
-        store.remove_stray_temporaries(&store.root.clone());
+        let store = LocalStore {
+            root,
+            region: None,
+            written: AtomicU64::new(0),
+        };
+        store.remove_stray_temporaries();
         Ok(store)
     }
 
@@ -48,6 +62,7 @@ impl LocalStore {
         LocalStore {
             root: root.into(),
             region: None,
+            written: AtomicU64::new(0),
         }
     }
 
@@ -58,15 +73,12 @@ impl LocalStore {
         self
     }
 
-    fn remove_stray_temporaries(&self, dir: &Path) {
-        let Ok(rd) = fs::read_dir(dir) else { return };
+    fn remove_stray_temporaries(&self) {
+        let Ok(rd) = fs::read_dir(self.root.join(TMP_DIR)) else {
+            return;
+        };
         for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                self.remove_stray_temporaries(&p);
-            } else if p.extension().is_some_and(|x| x == "tmp") {
-                let _ = fs::remove_file(&p);
-            }
+            let _ = fs::remove_file(e.path());
         }
     }
 
@@ -83,14 +95,15 @@ impl LocalStore {
         made: &mut BTreeSet<PathBuf>,
     ) -> Result<(File, PathBuf, PathBuf), StoreError> {
         let path = self.path(key);
-        let dir = path.parent().unwrap_or(&self.root);
-        if !made.contains(dir) {
-            fs::create_dir_all(dir).map_err(io_err(key))?;
-            made.insert(dir.to_path_buf());
+        let tmp_dir = self.root.join(TMP_DIR);
+        for dir in [path.parent().unwrap_or(&self.root), &tmp_dir] {
+            if !made.contains(dir) {
+                fs::create_dir_all(dir).map_err(io_err(key))?;
+                made.insert(dir.to_path_buf());
+            }
         }
-        let mut tmp = path.clone().into_os_string();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
+        let n = self.written.fetch_add(1, Ordering::Relaxed);
+        let tmp = tmp_dir.join(format!("{}-{n}", std::process::id()));
         let mut f = File::create(&tmp).map_err(io_err(key))?;
         f.write_all(data).map_err(io_err(key))?;
         Ok((f, tmp, path))
@@ -107,6 +120,9 @@ impl LocalStore {
             let p = e.path();
             let ft = e.file_type().map_err(io_err(p.display()))?;
             if ft.is_dir() {
+                if dir == self.root && e.file_name() == TMP_DIR {
+                    continue;
+                }
                 self.collect(&p, out)?;
             } else if p.extension().is_none_or(|x| x != "tmp")
                 && let Some(k) = p
@@ -227,5 +243,33 @@ impl BlobStore for LocalStore {
 
     fn region(&self) -> Option<crate::tenant::Region> {
         self.region.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporaries_live_apart_and_strays_are_removed_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::open(dir.path()).unwrap();
+        let k = BlobKey::parse("t/abc/01/one").unwrap();
+        s.put(&k, b"data").unwrap();
+        // Nothing is left in the temporary directory after a write.
+        let tmp = dir.path().join(TMP_DIR);
+        assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
+        // A crash's leftover is removed by the next open and never listed.
+        fs::write(tmp.join("123-0"), b"half written").unwrap();
+        assert_eq!(s.list("").unwrap(), vec![k.clone()]);
+        // So is an older build's stray beside the blobs (ignored, not read).
+        fs::write(dir.path().join("t/abc/01/two.tmp"), b"old stray").unwrap();
+        drop(s);
+        let s = LocalStore::open(dir.path()).unwrap();
+        assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
+        assert_eq!(s.list("").unwrap(), vec![k.clone()]);
+        assert_eq!(s.get(&k).unwrap(), b"data");
+        // A key that looks like the temporary directory cannot exist.
+        assert!(BlobKey::parse("~tmp/x").is_err());
     }
 }
