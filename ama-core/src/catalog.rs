@@ -70,6 +70,36 @@ const INGEST_LOG: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("in
 const SHREDS: TableDefinition<&str, &[u8]> = TableDefinition::new("shreds");
 const ROTATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("rotations");
 const DICTIONARIES: TableDefinition<&str, &[u8]> = TableDefinition::new("dictionaries");
+/// Every table this build creates (keep in step with [`Catalog::open`]).
+const TABLES: [&str; 22] = [
+    "meta",
+    "tenants",
+    "messages",
+    "dedup",
+    "pending_index",
+    "stats",
+    "audit",
+    "audit_head",
+    "directory",
+    "users",
+    "credentials",
+    "policy",
+    "holds",
+    "ingest_head",
+    "deletion_requests",
+    "retention",
+    "tombstones",
+    "purge_pending",
+    "ingest_log",
+    "shreds",
+    "rotations",
+    "dictionaries",
+];
+/// redb's page cache. Its default (1 GiB) made an archive's memory grow
+/// with its catalog: 1.51 GiB peak at a million messages (docs/PERFORMANCE.md,
+/// "Scale"). Reads that miss it come from the OS page cache; a search reads
+/// one record per hit shown.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// A per-tenant table of sealed values keyed by a hash (users, credentials).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,7 +298,14 @@ pub struct Catalog {
 impl Catalog {
     /// Opens or creates the catalog at `path`, checking its format version.
     pub fn open(path: &Path) -> Result<Self> {
-        let db = Database::create(path)?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)?;
+        if Self::up_to_date(&db)? {
+            // Nothing to create: no write transaction, so opening an
+            // archive to read costs no fsync.
+            return Ok(Catalog { db });
+        }
         let txn = db.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
@@ -316,6 +353,23 @@ impl Catalog {
         }
         txn.commit()?;
         Ok(Catalog { db })
+    }
+
+    /// Whether the file already has this build's format version and every
+    /// table (then [`Catalog::open`] needs no write).
+    fn up_to_date(db: &Database) -> Result<bool> {
+        use redb::TableHandle;
+        let r = db.begin_read()?;
+        let version = match r.open_table(META) {
+            Ok(meta) => meta.get("format_version")?.map(|v| v.value().to_vec()),
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        if version.as_deref() != Some(FORMAT_VERSION.to_le_bytes().as_slice()) {
+            return Ok(false);
+        }
+        let present: Vec<String> = r.list_tables()?.map(|t| t.name().to_string()).collect();
+        Ok(TABLES.iter().all(|t| present.iter().any(|p| p == t)))
     }
 
     /// A consistent read-only snapshot.
@@ -1111,5 +1165,41 @@ impl WriteTxn {
             .map_err(|e| CatalogError::Db(e.to_string()))?;
         self.txn.commit()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod open_tests {
+    use super::*;
+
+    #[test]
+    fn tables_lists_what_open_creates_and_a_missing_table_is_created() {
+        use redb::TableHandle;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.redb");
+        let c = Catalog::open(&path).unwrap();
+        let mut made: Vec<String> =
+            c.db.begin_read()
+                .unwrap()
+                .list_tables()
+                .unwrap()
+                .map(|t| t.name().to_string())
+                .collect();
+        made.sort();
+        let mut listed: Vec<String> = TABLES.iter().map(|s| s.to_string()).collect();
+        listed.sort();
+        assert_eq!(made, listed);
+        assert!(Catalog::up_to_date(&c.db).unwrap());
+        drop(c);
+        // An older catalog (a table missing) is not up to date, and open
+        // creates what is missing.
+        let db = Database::create(&path).unwrap();
+        let w = db.begin_write().unwrap();
+        w.delete_table(DICTIONARIES).unwrap();
+        w.commit().unwrap();
+        assert!(!Catalog::up_to_date(&db).unwrap());
+        drop(db);
+        let c = Catalog::open(&path).unwrap();
+        assert!(Catalog::up_to_date(&c.db).unwrap());
     }
 }
