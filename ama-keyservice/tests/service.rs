@@ -677,7 +677,14 @@ fn copy_dir(from: &Path, to: &Path) {
         if e.path().is_dir() {
             copy_dir(&e.path(), &target);
         } else {
-            std::fs::copy(e.path(), &target).unwrap();
+            // The archive is live, as on a node being backed up: a lock or
+            // temporary file of the index's background threads may be gone
+            // between the listing and the copy (seen once under load).
+            match std::fs::copy(e.path(), &target) {
+                Ok(_) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => panic!("copying {}: {err}", e.path().display()),
+            }
         }
     }
 }
