@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ama_core::{Envelope, Principal, SearchOptions, Source};
 
@@ -20,17 +20,6 @@ fn token(tag: &str) -> String {
         "{tag}{}",
         b.iter().map(|x| format!("{x:02x}")).collect::<String>()
     )
-}
-
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            files(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
 }
 
 fn forms(t: &str) -> Vec<Vec<u8>> {
@@ -108,8 +97,7 @@ fn no_token_reaches_blobs_catalog_or_keys() {
     let tokens = [&subject, &body, &attname, &attbody, &local, &mid, &rcpt];
     let index_dir = dir.path().join("index");
     let scan = || -> (usize, Vec<String>) {
-        let mut all = Vec::new();
-        files(dir.path(), &mut all);
+        let all = common::files_under(dir.path());
         let scanned: Vec<&PathBuf> = all.iter().collect();
         assert!(
             scanned.iter().any(|p| p.starts_with(&index_dir)),

@@ -99,22 +99,6 @@ fn tokens(raw: &[u8], out: &mut BTreeSet<String>) {
     }
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -215,7 +199,7 @@ fn restore_after_losing_the_data_directory_gives_every_message_back() {
     // any file of the backup (blobs, catalog copies, manifests, lists).
     // (The scan does see plaintext where there is some.)
     assert!(contains(&originals[&canary_ids[1]], CANARY_BODY.as_bytes()));
-    let backup_files = files_under(&backup_dir);
+    let backup_files = common::files_under(&backup_dir);
     assert!(backup_files.len() as u64 >= n + 9);
     for f in &backup_files {
         let bytes = std::fs::read(f).unwrap();

@@ -29,22 +29,10 @@ fn reopen(dir: &Path, after: Option<u64>) -> Archive {
     Archive::open(dir, &Unlock::passphrase(common::PASS), options(after)).unwrap()
 }
 
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            files(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
-
 /// The first `n` enron-inbox messages in a stable order, or None.
 fn enron(n: usize) -> Option<Vec<Vec<u8>>> {
     let corpus = common::corpus()?.join("enron-inbox");
-    let mut all = Vec::new();
-    files(&corpus, &mut all);
+    let mut all = common::files_under(&corpus);
     all.retain(|p| p.file_name().is_some_and(|f| f != "SOURCES.tsv"));
     all.sort();
     Some(
@@ -70,8 +58,7 @@ fn ingest_all(a: &Archive, t: &TenantId, mails: &[Vec<u8>]) -> Vec<MessageId> {
 
 /// Blob files whose header names a dictionary (format v2, id ≠ 0).
 fn dictionary_blobs(dir: &Path) -> Vec<PathBuf> {
-    let mut all = Vec::new();
-    files(&dir.join("blobs"), &mut all);
+    let all = common::files_under(&dir.join("blobs"));
     all.into_iter()
         .filter(|p| {
             let b = std::fs::read(p).unwrap();
@@ -192,8 +179,7 @@ fn the_dictionary_never_reaches_the_disk_in_the_clear() {
     ingest_all(&a, &t, &mails);
     drop(a);
     assert_eq!(dictionary_blobs(dir.path()).len(), 200);
-    let mut all = Vec::new();
-    files(dir.path(), &mut all);
+    let all = common::files_under(dir.path());
     for p in all {
         let bytes = std::fs::read(&p).unwrap();
         for form in [canary.clone(), canary.to_lowercase(), canary.to_uppercase()] {

@@ -39,21 +39,6 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                out.extend(files_under(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 fn options_with(ks: &Path) -> ArchiveOptions {
     ArchiveOptions {
         keystore: Some(ks.to_path_buf()),
@@ -115,7 +100,7 @@ fn destroy_makes_a_backup_taken_before_unreadable_and_leaves_other_tenants_alone
     assert!(is_destroyed(a.get_raw(&acme_op, acme_ids[0])));
     assert!(!data.path().join("index").join(&acme_sid).exists());
     assert!(
-        files_under(&data.path().join("blobs"))
+        common::files_under(&data.path().join("blobs"))
             .iter()
             .all(|p| !p.to_string_lossy().contains(&acme_sid))
     );
@@ -188,7 +173,7 @@ fn storage_dir_of(data: &Path, a: &Archive, t: &TenantId) -> String {
         .collect();
     dirs.sort();
     // Created first: acme. Tell them apart by the blob prefix instead.
-    let blobs = files_under(&data.join("blobs"));
+    let blobs = common::files_under(&data.join("blobs"));
     dirs.into_iter()
         .find(|d| {
             blobs
@@ -290,7 +275,7 @@ fn erasing_a_message_destroys_its_data_key() {
     let a = common::create(dir.path());
     let t = common::tenant(&a, "acme");
     let ids = ingest(&a, &t, 2);
-    let blobs_before: Vec<(PathBuf, Vec<u8>)> = files_under(&dir.path().join("blobs"))
+    let blobs_before: Vec<(PathBuf, Vec<u8>)> = common::files_under(&dir.path().join("blobs"))
         .into_iter()
         .map(|p| {
             let b = std::fs::read(&p).unwrap();
