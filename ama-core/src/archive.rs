@@ -10,7 +10,7 @@
 //!    tenant and message id), all blobs written durably in one `put_many`;
 //! 4. one catalog transaction: new records, dedup entries, merged envelopes
 //!    of duplicates, counters, "pending index" marks; on write-once storage
-//!    ([`BlobStore::object_lock`](crate::store::BlobStore::object_lock)) each
+//!    ([`crate::store::BlobStore::object_lock`]) each
 //!    blob is locked until its retain-until just before the commit;
 //!    committed with fsync — from here on the messages exist;
 //! 5. the tenant index adds them and commits; then the pending marks are

@@ -12,7 +12,7 @@
 //!   [`ArchiveOptions::dictionary_after`](crate::ArchiveOptions::dictionary_after)
 //!   messages, from its oldest messages (at most [`SAMPLES`], each cut to
 //!   [`SAMPLE_BYTES`]), right after the ingest commit that crossed the mark.
-//!   Later blobs name it (blob format v2, [`crate::blob`]); earlier ones
+//!   Later blobs name it (blob format v2, the `blob` module); earlier ones
 //!   keep theirs. Blobs are never rewritten: they are write-once.
 //! - It is kept in the catalog sealed under the tenant's catalog key: a
 //!   dictionary is made of fragments of mail and is as secret as the mail.

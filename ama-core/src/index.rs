@@ -705,7 +705,7 @@ pub(crate) fn parties(info: &MessageInfo) -> Vec<String> {
 }
 
 /// A narrow entry point for the criterion benchmarks in `benches/`:
-/// [`TenantIndex`] is private to the engine, yet adding documents to it is a
+/// `TenantIndex` is private to the engine, yet adding documents to it is a
 /// step worth timing on its own. Hidden from the documentation and not part
 /// of the API: no stability promise, no other caller.
 #[doc(hidden)]
