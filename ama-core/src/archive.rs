@@ -374,6 +374,13 @@ impl Archive {
         self.local_keys.as_ref()
     }
 
+    /// Digest of the catalog's contents ([`Catalog::content_digest`]), for
+    /// tests that compare a restored archive with the state it came from.
+    #[doc(hidden)]
+    pub fn catalog_digest(&self) -> Result<[u8; 32]> {
+        self.catalog.content_digest()
+    }
+
     pub(crate) fn catalog(&self) -> &Catalog {
         &self.catalog
     }

@@ -27,6 +27,11 @@
 //! | `deletion_requests` | tenant id | sealed deletion requests awaiting a second auditor |
 //! | `shreds` | tenant id | [`ShredRecord`]: a tenant being or having been destroyed ([`crate::shred`]) |
 //! | `rotations` | tenant id | [`RotationRecord`]: a tenant key rotation under way ([`crate::rotation`]) |
+//! | `dictionaries` | tenant id | sealed zstd dictionaries ([`crate::dictionary`]) |
+//! | `journal` | sequence number | [`journal::JournalRow`]: one committed transaction's changes, once backups run |
+//!
+//! Format 2 added `journal` (and `meta`'s `journal_id`, `journal_next`,
+//! `journal_last_micros`); a format-1 catalog is brought to 2 when opened.
 //!
 //! Keys never hold personal data: tenant ids are operator-chosen names,
 //! message ids are opaque, dedup keys are HMACs under a per-tenant key.
@@ -34,7 +39,10 @@
 //! Message-IDs, the SHA-256 of the content) are sealed with the tenant's
 //! catalog subkey, bound to their key. Every value starts with a version byte.
 
+pub mod journal;
+
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -42,9 +50,10 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use crate::error::{CatalogError, Result};
 use crate::message::MessageId;
 use crate::tenant::Tenant;
+use journal::{JournalRow, Key, Op, Table, Value};
 
 /// Catalog format version written by this build.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const RECORD_VERSION: u8 = 1;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -70,8 +79,14 @@ const INGEST_LOG: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("in
 const SHREDS: TableDefinition<&str, &[u8]> = TableDefinition::new("shreds");
 const ROTATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("rotations");
 const DICTIONARIES: TableDefinition<&str, &[u8]> = TableDefinition::new("dictionaries");
+const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
+/// `meta` entries of the journal: its random id (present = recording),
+/// the next sequence number (u64 LE) and the last row's commit time (i64 LE).
+const JOURNAL_ID: &str = "journal_id";
+const JOURNAL_NEXT: &str = "journal_next";
+const JOURNAL_LAST: &str = "journal_last_micros";
 /// Every table this build creates (keep in step with [`Catalog::open`]).
-const TABLES: [&str; 22] = [
+const TABLES: [&str; 23] = [
     "meta",
     "tenants",
     "messages",
@@ -94,6 +109,7 @@ const TABLES: [&str; 22] = [
     "shreds",
     "rotations",
     "dictionaries",
+    "journal",
 ];
 /// redb's page cache. Its default (1 GiB) made an archive's memory grow
 /// with its catalog: 1.51 GiB peak at a million messages (docs/PERFORMANCE.md,
@@ -111,6 +127,13 @@ pub enum HashedTable {
 }
 
 impl HashedTable {
+    fn journal(self) -> Table {
+        match self {
+            HashedTable::Users => Table::Users,
+            HashedTable::Credentials => Table::Credentials,
+        }
+    }
+
     fn def(self) -> TableDefinition<'static, (&'static str, &'static [u8]), &'static [u8]> {
         match self {
             HashedTable::Users => USERS,
@@ -139,6 +162,18 @@ pub enum TenantTable {
 }
 
 impl TenantTable {
+    fn journal(self) -> Table {
+        match self {
+            TenantTable::AuditHead => Table::AuditHead,
+            TenantTable::Directory => Table::Directory,
+            TenantTable::Policy => Table::Policy,
+            TenantTable::Holds => Table::Holds,
+            TenantTable::IngestHead => Table::IngestHead,
+            TenantTable::DeletionRequests => Table::DeletionRequests,
+            TenantTable::Dictionaries => Table::Dictionaries,
+        }
+    }
+
     fn def(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
         match self {
             TenantTable::AuditHead => AUDIT_HEAD,
@@ -162,6 +197,13 @@ pub enum SeqTable {
 }
 
 impl SeqTable {
+    fn journal(self) -> Table {
+        match self {
+            SeqTable::Audit => Table::Audit,
+            SeqTable::IngestLog => Table::IngestLog,
+        }
+    }
+
     fn def(self) -> TableDefinition<'static, (&'static str, u64), &'static [u8]> {
         match self {
             SeqTable::Audit => AUDIT,
@@ -293,6 +335,66 @@ pub(crate) fn decode_value<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Res
 /// The catalog database.
 pub struct Catalog {
     db: Database,
+    /// Journal ops of lazy commits, written with the next durable commit
+    /// ([`journal`]): a lazy commit lost in a crash loses its ops too.
+    lazy: Arc<Mutex<Vec<Op>>>,
+}
+
+/// Journal rows as stored: (sequence number, [`journal::JournalRow`] bytes).
+pub type StoredRows = Vec<(u64, Vec<u8>)>;
+
+/// Where the catalog's journal stands ([`Catalog::journal_state`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalState {
+    /// Random id of this journal (hex), None while nothing is recorded.
+    /// A restored archive starts a new one: its history forks there.
+    pub id: Option<String>,
+    /// The last sequence number written (0: none yet).
+    pub last_seq: u64,
+    /// Commit time of that row (Unix microseconds).
+    pub last_micros: Option<i64>,
+    /// Rows held (not yet shipped by a backup and pruned).
+    pub rows: u64,
+    /// Their size in bytes.
+    pub bytes: u64,
+}
+
+fn now_micros() -> i64 {
+    let t = time::OffsetDateTime::now_utc();
+    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}
+
+fn meta_u64(v: Option<redb::AccessGuard<'_, &'static [u8]>>) -> Option<u64> {
+    v.and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+        .map(u64::from_le_bytes)
+}
+
+fn meta_i64(v: Option<redb::AccessGuard<'_, &'static [u8]>>) -> Option<i64> {
+    v.and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+        .map(i64::from_le_bytes)
+}
+
+fn journal_state(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    rows: &impl ReadableTable<u64, &'static [u8]>,
+) -> Result<JournalState> {
+    let id = meta
+        .get(JOURNAL_ID)?
+        .map(|v| String::from_utf8_lossy(v.value()).into_owned());
+    let next = meta_u64(meta.get(JOURNAL_NEXT)?).unwrap_or(1);
+    let mut bytes = 0;
+    let mut count = 0;
+    for e in rows.iter()? {
+        bytes += e?.1.value().len() as u64;
+        count += 1;
+    }
+    Ok(JournalState {
+        id,
+        last_seq: next.saturating_sub(1),
+        last_micros: meta_i64(meta.get(JOURNAL_LAST)?),
+        rows: count,
+        bytes,
+    })
 }
 
 impl Catalog {
@@ -304,7 +406,7 @@ impl Catalog {
         if Self::up_to_date(&db)? {
             // Nothing to create: no write transaction, so opening an
             // archive to read costs no fsync.
-            return Ok(Catalog { db });
+            return Ok(Catalog::from_db(db));
         }
         let txn = db.begin_write()?;
         {
@@ -320,7 +422,8 @@ impl Catalog {
                     u32::from_le_bytes(a)
                 })
                 .unwrap_or(0);
-            if found == 0 {
+            if found < FORMAT_VERSION {
+                // New, or format 1: what 2 adds (the journal) is created below.
                 meta.insert("format_version", FORMAT_VERSION.to_le_bytes().as_slice())?;
             } else if found > FORMAT_VERSION {
                 return Err(CatalogError::Version {
@@ -350,9 +453,17 @@ impl Catalog {
             txn.open_table(SHREDS)?;
             txn.open_table(ROTATIONS)?;
             txn.open_table(DICTIONARIES)?;
+            txn.open_table(JOURNAL)?;
         }
         txn.commit()?;
-        Ok(Catalog { db })
+        Ok(Catalog::from_db(db))
+    }
+
+    fn from_db(db: Database) -> Self {
+        Catalog {
+            db,
+            lazy: Arc::new(Mutex::new(Vec::new())),
+        }
     }
 
     /// Whether the file already has this build's format version and every
@@ -384,7 +495,77 @@ impl Catalog {
     pub fn write(&self) -> Result<WriteTxn> {
         Ok(WriteTxn {
             txn: self.db.begin_write()?,
+            ops: Vec::new(),
+            lazy: Arc::clone(&self.lazy),
         })
+    }
+
+    /// Starts recording the journal (idempotent): from the next commit on,
+    /// every durable commit writes a row. Called by the first backup.
+    pub fn enable_journal(&self) -> Result<JournalState> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            if meta.get(JOURNAL_ID)?.is_none() {
+                let mut id = [0u8; 16];
+                crate::crypto::random_fill(&mut id)?;
+                meta.insert(JOURNAL_ID, crate::crypto::hex(&id).as_bytes())?;
+            }
+            if meta.get(JOURNAL_NEXT)?.is_none() {
+                meta.insert(JOURNAL_NEXT, 1u64.to_le_bytes().as_slice())?;
+            }
+        }
+        txn.commit()?;
+        self.journal_state()
+    }
+
+    /// The journal's id, last row and unshipped rows.
+    pub fn journal_state(&self) -> Result<JournalState> {
+        let r = self.db.begin_read()?;
+        journal_state(&r.open_table(META)?, &r.open_table(JOURNAL)?)
+    }
+
+    /// Drops rows up to `seq` (shipped to a backup), durably. Not itself
+    /// recorded.
+    pub fn prune_journal(&self, seq: u64) -> Result<u64> {
+        let txn = self.db.begin_write()?;
+        let mut n = 0;
+        {
+            let mut t = txn.open_table(JOURNAL)?;
+            t.retain_in(0..=seq, |_, _| {
+                n += 1;
+                false
+            })?;
+        }
+        txn.commit()?;
+        Ok(n)
+    }
+
+    /// Applies recorded rows (a restore bringing a snapshot forward), in
+    /// one durable transaction, without recording them again; then starts
+    /// a new journal id (the restored archive's history forks here) whose
+    /// numbers continue after the last row applied.
+    pub fn replay(&self, rows: &[(u64, JournalRow)]) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        for (_, row) in rows {
+            for op in &row.ops {
+                journal::apply(&txn, op)?;
+            }
+        }
+        {
+            let mut meta = txn.open_table(META)?;
+            if let Some((seq, row)) = rows.last() {
+                meta.insert(JOURNAL_NEXT, (seq + 1).to_le_bytes().as_slice())?;
+                meta.insert(JOURNAL_LAST, row.time_micros.to_le_bytes().as_slice())?;
+            }
+            if meta.get(JOURNAL_ID)?.is_some() {
+                let mut id = [0u8; 16];
+                crate::crypto::random_fill(&mut id)?;
+                meta.insert(JOURNAL_ID, crate::crypto::hex(&id).as_bytes())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
     }
 
     /// Writes a consistent copy of the whole catalog (one read snapshot,
@@ -392,7 +573,11 @@ impl Catalog {
     /// copying the live file could catch a commit half-written. Refuses to
     /// copy a catalog holding a table this build does not know (a snapshot
     /// without it would restore silently incomplete).
-    pub fn snapshot_to(&self, dest: &Path) -> Result<()> {
+    ///
+    /// The journal's rows are not copied (a backup ships them as segments):
+    /// the copy's journal is empty, its `meta` says where it stands. Returns
+    /// that position and the rows, read in the same snapshot.
+    pub fn snapshot_to(&self, dest: &Path) -> Result<(JournalState, StoredRows)> {
         use redb::TableHandle;
         let src = self.db.begin_read()?;
         let known = [
@@ -418,6 +603,7 @@ impl Catalog {
             SHREDS.name(),
             ROTATIONS.name(),
             DICTIONARIES.name(),
+            JOURNAL.name(),
         ];
         for t in src.list_tables()? {
             if !known.contains(&t.name()) {
@@ -452,9 +638,108 @@ impl Catalog {
         copy_table(&src, &dst, SHREDS)?;
         copy_table(&src, &dst, ROTATIONS)?;
         copy_table(&src, &dst, DICTIONARIES)?;
+        dst.open_table(JOURNAL)?;
         dst.commit()?;
-        Ok(())
+        let (state, rows) = match src.open_table(JOURNAL) {
+            Ok(t) => {
+                let state = journal_state(&src.open_table(META)?, &t)?;
+                let mut rows = Vec::new();
+                for e in t.iter()? {
+                    let (k, v) = e?;
+                    rows.push((k.value(), v.value().to_vec()));
+                }
+                (state, rows)
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => (
+                JournalState {
+                    id: None,
+                    last_seq: 0,
+                    last_micros: None,
+                    rows: 0,
+                    bytes: 0,
+                },
+                Vec::new(),
+            ),
+            Err(e) => return Err(e.into()),
+        };
+        Ok((state, rows))
     }
+}
+
+impl Drop for Catalog {
+    /// Lazy commits' ops still waiting for a durable commit: write them
+    /// now, as redb persists those commits when the database closes.
+    fn drop(&mut self) {
+        let waiting = self.lazy.lock().map(|l| !l.is_empty()).unwrap_or(false);
+        if waiting && let Ok(txn) = self.write() {
+            let _ = txn.commit();
+        }
+    }
+}
+
+impl Catalog {
+    /// SHA-256 over every row of every table but the derived ones (pending
+    /// index marks, the journal and its bookkeeping in `meta`): equal for
+    /// two catalogs holding the same archive state. For tests of restores.
+    #[doc(hidden)]
+    pub fn content_digest(&self) -> Result<[u8; 32]> {
+        let r = self.db.begin_read()?;
+        let mut out = Vec::new();
+        let skip_meta = |k: &[u8]| k.starts_with(b"journal_");
+        digest_table(&r, META, &mut out, skip_meta)?;
+        let all = |_: &[u8]| false;
+        digest_table(&r, TENANTS, &mut out, all)?;
+        digest_table(&r, MESSAGES, &mut out, all)?;
+        digest_table(&r, DEDUP, &mut out, all)?;
+        digest_table(&r, STATS, &mut out, all)?;
+        digest_table(&r, AUDIT, &mut out, all)?;
+        digest_table(&r, AUDIT_HEAD, &mut out, all)?;
+        digest_table(&r, DIRECTORY, &mut out, all)?;
+        digest_table(&r, USERS, &mut out, all)?;
+        digest_table(&r, CREDENTIALS, &mut out, all)?;
+        digest_table(&r, POLICY, &mut out, all)?;
+        digest_table(&r, HOLDS, &mut out, all)?;
+        digest_table(&r, INGEST_HEAD, &mut out, all)?;
+        digest_table(&r, DELETION_REQUESTS, &mut out, all)?;
+        digest_table(&r, RETENTION, &mut out, all)?;
+        digest_table(&r, TOMBSTONES, &mut out, all)?;
+        digest_table(&r, PURGE_PENDING, &mut out, all)?;
+        digest_table(&r, INGEST_LOG, &mut out, all)?;
+        digest_table(&r, SHREDS, &mut out, all)?;
+        digest_table(&r, ROTATIONS, &mut out, all)?;
+        digest_table(&r, DICTIONARIES, &mut out, all)?;
+        Ok(crate::crypto::sha256(&out))
+    }
+}
+
+/// Appends a table's name and rows (length-prefixed key and value bytes)
+/// to `out`, leaving out keys `skip` names.
+fn digest_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &redb::ReadTransaction,
+    def: TableDefinition<K, V>,
+    out: &mut Vec<u8>,
+    skip: impl Fn(&[u8]) -> bool,
+) -> Result<()> {
+    use redb::TableHandle;
+    let t = txn.open_table(def)?;
+    let name = def.name().as_bytes();
+    out.extend((name.len() as u64).to_le_bytes());
+    out.extend(name);
+    for e in t.iter()? {
+        let (k, v) = e?;
+        let kv = k.value();
+        let kb = K::as_bytes(&kv);
+        if skip(kb.as_ref()) {
+            continue;
+        }
+        let vv = v.value();
+        let vb = V::as_bytes(&vv);
+        for part in [kb.as_ref(), vb.as_ref()] {
+            out.extend((part.len() as u64).to_le_bytes());
+            out.extend(part);
+        }
+    }
+    Ok(())
 }
 
 /// Copies one table of a read snapshot into a write transaction (a table
@@ -702,12 +987,24 @@ fn hashed_range(
     Ok(out)
 }
 
-/// The write transaction.
+/// The write transaction. Every change goes through [`WriteTxn::exec`],
+/// which applies it and keeps it for the journal ([`journal`]).
 pub struct WriteTxn {
     txn: redb::WriteTransaction,
+    /// This transaction's changes, in order.
+    ops: Vec<Op>,
+    /// Ops of earlier lazy commits, shared with the [`Catalog`].
+    lazy: Arc<Mutex<Vec<Op>>>,
 }
 
 impl WriteTxn {
+    /// Applies one change and records it.
+    fn exec(&mut self, op: Op) -> Result<()> {
+        journal::apply(&self.txn, &op)?;
+        self.ops.push(op);
+        Ok(())
+    }
+
     /// A tenant record.
     pub fn tenant(&self, id: &str) -> Result<Option<TenantRecord>> {
         let t = self.txn.open_table(TENANTS)?;
@@ -718,9 +1015,11 @@ impl WriteTxn {
 
     /// Inserts or replaces a tenant record.
     pub fn put_tenant(&mut self, rec: &TenantRecord) -> Result<()> {
-        let mut t = self.txn.open_table(TENANTS)?;
-        t.insert(rec.tenant.id.as_str(), encode(rec)?.as_slice())?;
-        Ok(())
+        self.exec(Op::Put(
+            Table::Tenants,
+            Key::Tenant(rec.tenant.id.as_str().to_string()),
+            Value::Bytes(encode(rec)?),
+        ))
     }
 
     /// The destruction record of a tenant.
@@ -733,9 +1032,11 @@ impl WriteTxn {
 
     /// Inserts or replaces a destruction record.
     pub fn put_shred(&mut self, rec: &ShredRecord) -> Result<()> {
-        let mut t = self.txn.open_table(SHREDS)?;
-        t.insert(rec.tenant.as_str(), encode(rec)?.as_slice())?;
-        Ok(())
+        self.exec(Op::Put(
+            Table::Shreds,
+            Key::Tenant(rec.tenant.clone()),
+            Value::Bytes(encode(rec)?),
+        ))
     }
 
     /// The key rotation under way for a tenant.
@@ -748,15 +1049,16 @@ impl WriteTxn {
 
     /// Records (or updates) a key rotation under way.
     pub fn put_rotation(&mut self, id: &str, rec: &RotationRecord) -> Result<()> {
-        let mut t = self.txn.open_table(ROTATIONS)?;
-        t.insert(id, encode(rec)?.as_slice())?;
-        Ok(())
+        self.exec(Op::Put(
+            Table::Rotations,
+            Key::Tenant(id.to_string()),
+            Value::Bytes(encode(rec)?),
+        ))
     }
 
     /// Drops a finished key rotation.
     pub fn remove_rotation(&mut self, id: &str) -> Result<()> {
-        self.txn.open_table(ROTATIONS)?.remove(id)?;
-        Ok(())
+        self.exec(Op::Remove(Table::Rotations, Key::Tenant(id.to_string())))
     }
 
     /// Up to `limit` message records of a tenant with ids from `from` on,
@@ -803,10 +1105,11 @@ impl WriteTxn {
         seq: u64,
         sealed: &[u8],
     ) -> Result<()> {
-        self.txn
-            .open_table(table.def())?
-            .insert((tenant, seq), sealed)?;
-        Ok(())
+        self.exec(Op::Put(
+            table.journal(),
+            Key::Seq(tenant.to_string(), seq),
+            Value::Bytes(sealed.to_vec()),
+        ))
     }
 
     /// Up to `limit` sealed tombstones of a tenant with ids from `from` on.
@@ -827,10 +1130,11 @@ impl WriteTxn {
 
     /// Replaces a sealed tombstone.
     pub fn put_tombstone(&mut self, tenant: &str, id: MessageId, sealed: &[u8]) -> Result<()> {
-        self.txn
-            .open_table(TOMBSTONES)?
-            .insert((tenant, id.as_u128()), sealed)?;
-        Ok(())
+        self.exec(Op::Put(
+            Table::Tombstones,
+            Key::Id(tenant.to_string(), id.as_u128()),
+            Value::Bytes(sealed.to_vec()),
+        ))
     }
 
     /// Every dedup entry of a tenant: (keyed hash, message id).
@@ -851,73 +1155,38 @@ impl WriteTxn {
 
     /// Removes a dedup entry.
     pub fn remove_dedup(&mut self, tenant: &str, hash: &[u8]) -> Result<()> {
-        self.txn.open_table(DEDUP)?.remove((tenant, hash))?;
-        Ok(())
+        self.exec(Op::Remove(
+            Table::Dedup,
+            Key::Hash(tenant.to_string(), hash.to_vec()),
+        ))
     }
 
     /// Removes every row of `tenant` from every per-tenant table, the
-    /// tenant record included (not its destruction record).
+    /// tenant record included (not its destruction record). Its changes
+    /// still in the journal (not yet shipped to a backup) go too.
     pub fn purge_tenant(&mut self, tenant: &str) -> Result<()> {
-        for def in [
-            TENANTS,
-            STATS,
-            AUDIT_HEAD,
-            DIRECTORY,
-            POLICY,
-            HOLDS,
-            INGEST_HEAD,
-        ]
-        .into_iter()
-        .chain([DELETION_REQUESTS, ROTATIONS, DICTIONARIES])
-        {
-            self.txn.open_table(def)?.remove(tenant)?;
+        self.exec(Op::PurgeTenant(tenant.to_string()))?;
+        journal::retain_not_tenant(&mut self.ops, tenant);
+        if let Ok(mut lazy) = self.lazy.lock() {
+            journal::retain_not_tenant(&mut lazy, tenant);
         }
-        for def in [MESSAGES, TOMBSTONES] {
-            self.txn
-                .open_table(def)?
-                .retain_in((tenant, 0u128)..=(tenant, u128::MAX), |_, _| false)?;
+        let mut t = self.txn.open_table(JOURNAL)?;
+        let mut rows = Vec::new();
+        for e in t.iter()? {
+            let (k, v) = e?;
+            rows.push((k.value(), JournalRow::from_bytes(v.value())?));
         }
-        self.txn
-            .open_table(PENDING_INDEX)?
-            .retain_in((tenant, 0u128)..=(tenant, u128::MAX), |_, _| false)?;
-        self.txn
-            .open_table(PURGE_PENDING)?
-            .retain_in((tenant, 0u128)..=(tenant, u128::MAX), |_, _| false)?;
-        self.txn
-            .open_table(RETENTION)?
-            .retain_in((tenant, 0u128)..=(tenant, u128::MAX), |_, _| false)?;
-        for def in [AUDIT, INGEST_LOG] {
-            self.txn
-                .open_table(def)?
-                .retain_in((tenant, 0u64)..=(tenant, u64::MAX), |_, _| false)?;
-        }
-        {
-            let mut t = self.txn.open_table(DEDUP)?;
-            let keys: Vec<Vec<u8>> = {
-                let lo: (&str, &[u8]) = (tenant, &[]);
-                let mut keys = Vec::new();
-                for e in t.range(lo..)? {
-                    let (k, _) = e?;
-                    let (kt, kh) = k.value();
-                    if kt != tenant {
-                        break;
-                    }
-                    keys.push(kh.to_vec());
-                }
-                keys
-            };
-            for k in keys {
-                t.remove((tenant, k.as_slice()))?;
+        for (seq, row) in rows {
+            if !row.ops.iter().any(|op| op.tenant() == tenant) {
+                continue;
             }
-        }
-        for def in [USERS, CREDENTIALS] {
-            let mut t = self.txn.open_table(def)?;
-            let keys: Vec<Vec<u8>> = hashed_range(&t, tenant)?
-                .into_iter()
-                .map(|(k, _)| k)
-                .collect();
-            for k in keys {
-                t.remove((tenant, k.as_slice()))?;
+            match journal::without_tenant(row, tenant) {
+                Some(left) => {
+                    t.insert(seq, left.to_bytes()?.as_slice())?;
+                }
+                None => {
+                    t.remove(seq)?;
+                }
             }
         }
         Ok(())
@@ -933,8 +1202,11 @@ impl WriteTxn {
 
     /// Inserts or replaces a message record and marks it for (re)indexing.
     pub fn put_message(&mut self, tenant: &str, id: MessageId, rec: &MessageRecord) -> Result<()> {
-        let mut t = self.txn.open_table(MESSAGES)?;
-        t.insert((tenant, id.as_u128()), encode(rec)?.as_slice())?;
+        self.exec(Op::Put(
+            Table::Messages,
+            Key::Id(tenant.to_string(), id.as_u128()),
+            Value::Bytes(encode(rec)?),
+        ))?;
         let mut p = self.txn.open_table(PENDING_INDEX)?;
         p.insert((tenant, id.as_u128()), ())?;
         Ok(())
@@ -949,9 +1221,11 @@ impl WriteTxn {
 
     /// Records the dedup hash of a new message.
     pub fn put_dedup(&mut self, tenant: &str, hash: &[u8; 32], id: MessageId) -> Result<()> {
-        let mut t = self.txn.open_table(DEDUP)?;
-        t.insert((tenant, hash.as_slice()), id.as_u128())?;
-        Ok(())
+        self.exec(Op::Put(
+            Table::Dedup,
+            Key::Hash(tenant.to_string(), hash.to_vec()),
+            Value::Id(id.as_u128()),
+        ))
     }
 
     /// Clears pending-index marks once the index has committed them.
@@ -980,21 +1254,34 @@ impl WriteTxn {
         Ok(ids.len() as u64)
     }
 
+    /// A tenant's counters (zero if none yet).
+    fn stats(&self, tenant: &str) -> Result<TenantStats> {
+        let t = self.txn.open_table(STATS)?;
+        let v = t.get(tenant)?;
+        match v {
+            Some(v) => decode(v.value(), &format!("stats {tenant}")),
+            None => Ok(TenantStats::default()),
+        }
+    }
+
+    fn put_stats(&mut self, tenant: &str, new: &TenantStats) -> Result<()> {
+        self.exec(Op::Put(
+            Table::Stats,
+            Key::Tenant(tenant.to_string()),
+            Value::Bytes(encode(new)?),
+        ))
+    }
+
     /// Adds to a tenant's counters.
     pub fn add_stats(&mut self, tenant: &str, delta: TenantStats) -> Result<()> {
-        let mut t = self.txn.open_table(STATS)?;
-        let cur: TenantStats = match t.get(tenant)? {
-            Some(v) => decode(v.value(), &format!("stats {tenant}"))?,
-            None => TenantStats::default(),
-        };
+        let cur = self.stats(tenant)?;
         let new = TenantStats {
             messages: cur.messages + delta.messages,
             raw_bytes: cur.raw_bytes + delta.raw_bytes,
             stored_bytes: cur.stored_bytes + delta.stored_bytes,
             duplicates: cur.duplicates + delta.duplicates,
         };
-        t.insert(tenant, encode(&new)?.as_slice())?;
-        Ok(())
+        self.put_stats(tenant, &new)
     }
 
     /// A sealed value of a per-tenant hashed table.
@@ -1018,16 +1305,19 @@ impl WriteTxn {
         key: &[u8],
         sealed: &[u8],
     ) -> Result<()> {
-        let mut t = self.txn.open_table(table.def())?;
-        t.insert((tenant, key), sealed)?;
-        Ok(())
+        self.exec(Op::Put(
+            table.journal(),
+            Key::Hash(tenant.to_string(), key.to_vec()),
+            Value::Bytes(sealed.to_vec()),
+        ))
     }
 
     /// Removes a value from a hashed table (no error if absent).
     pub fn remove_hashed(&mut self, table: HashedTable, tenant: &str, key: &[u8]) -> Result<()> {
-        let mut t = self.txn.open_table(table.def())?;
-        t.remove((tenant, key))?;
-        Ok(())
+        self.exec(Op::Remove(
+            table.journal(),
+            Key::Hash(tenant.to_string(), key.to_vec()),
+        ))
     }
 
     /// A tenant's single sealed value.
@@ -1044,16 +1334,20 @@ impl WriteTxn {
         tenant: &str,
         sealed: &[u8],
     ) -> Result<()> {
-        let mut t = self.txn.open_table(table.def())?;
-        t.insert(tenant, sealed)?;
-        Ok(())
+        self.exec(Op::Put(
+            table.journal(),
+            Key::Tenant(tenant.to_string()),
+            Value::Bytes(sealed.to_vec()),
+        ))
     }
 
     /// Sets a message's retain-until.
     pub fn put_retention(&mut self, tenant: &str, id: MessageId, until: i64) -> Result<()> {
-        let mut t = self.txn.open_table(RETENTION)?;
-        t.insert((tenant, id.as_u128()), until)?;
-        Ok(())
+        self.exec(Op::Put(
+            Table::Retention,
+            Key::Id(tenant.to_string(), id.as_u128()),
+            Value::Time(until),
+        ))
     }
 
     /// A message's retain-until.
@@ -1065,9 +1359,7 @@ impl WriteTxn {
 
     /// Appends a sealed ingest-log entry.
     pub fn put_ingest_log(&mut self, tenant: &str, seq: u64, sealed: &[u8]) -> Result<()> {
-        let mut t = self.txn.open_table(INGEST_LOG)?;
-        t.insert((tenant, seq), sealed)?;
-        Ok(())
+        self.put_seq(SeqTable::IngestLog, tenant, seq, sealed)
     }
 
     /// Deletes a message logically: removes its record (and with it the
@@ -1080,90 +1372,131 @@ impl WriteTxn {
         dedup: Option<&[u8; 32]>,
         tombstone: &[u8],
     ) -> Result<()> {
-        let k = (tenant, id.as_u128());
-        self.txn.open_table(MESSAGES)?.remove(k)?;
-        self.txn.open_table(RETENTION)?.remove(k)?;
-        self.txn.open_table(PENDING_INDEX)?.remove(k)?;
-        if let Some(h) = dedup {
-            self.txn.open_table(DEDUP)?.remove((tenant, h.as_slice()))?;
-        } else {
-            // No hash at hand (the blob was unreadable): find the entry.
-            let mut t = self.txn.open_table(DEDUP)?;
-            let mut found = None;
-            let lo: (&str, &[u8]) = (tenant, &[]);
-            for e in t.range(lo..)? {
-                let (key, v) = e?;
-                if key.value().0 != tenant {
-                    break;
+        let key = || Key::Id(tenant.to_string(), id.as_u128());
+        self.exec(Op::Remove(Table::Messages, key()))?;
+        self.exec(Op::Remove(Table::Retention, key()))?;
+        self.txn
+            .open_table(PENDING_INDEX)?
+            .remove((tenant, id.as_u128()))?;
+        let hash = match dedup {
+            Some(h) => Some(h.to_vec()),
+            None => {
+                // No hash at hand (the blob was unreadable): find the entry.
+                let t = self.txn.open_table(DEDUP)?;
+                let mut found = None;
+                let lo: (&str, &[u8]) = (tenant, &[]);
+                for e in t.range(lo..)? {
+                    let (k, v) = e?;
+                    if k.value().0 != tenant {
+                        break;
+                    }
+                    if v.value() == id.as_u128() {
+                        found = Some(k.value().1.to_vec());
+                        break;
+                    }
                 }
-                if v.value() == id.as_u128() {
-                    found = Some(key.value().1.to_vec());
-                    break;
-                }
+                found
             }
-            if let Some(h) = found {
-                t.remove((tenant, h.as_slice()))?;
-            }
+        };
+        if let Some(h) = hash {
+            self.exec(Op::Remove(Table::Dedup, Key::Hash(tenant.to_string(), h)))?;
         }
-        self.txn.open_table(TOMBSTONES)?.insert(k, tombstone)?;
-        self.txn.open_table(PURGE_PENDING)?.insert(k, ())?;
-        Ok(())
+        self.exec(Op::Put(
+            Table::Tombstones,
+            key(),
+            Value::Bytes(tombstone.to_vec()),
+        ))?;
+        self.exec(Op::Put(Table::PurgePending, key(), Value::Unit))
     }
 
     /// Clears purge marks once blobs and index entries are gone.
     pub fn clear_purge(&mut self, tenant: &str, ids: &[MessageId]) -> Result<()> {
-        let mut t = self.txn.open_table(PURGE_PENDING)?;
         for id in ids {
-            t.remove((tenant, id.as_u128()))?;
+            self.exec(Op::Remove(
+                Table::PurgePending,
+                Key::Id(tenant.to_string(), id.as_u128()),
+            ))?;
         }
         Ok(())
     }
 
     /// Subtracts from a tenant's counters (after deletions).
     pub fn sub_stats(&mut self, tenant: &str, delta: TenantStats) -> Result<()> {
-        let mut t = self.txn.open_table(STATS)?;
-        let cur: TenantStats = match t.get(tenant)? {
-            Some(v) => decode(v.value(), &format!("stats {tenant}"))?,
-            None => TenantStats::default(),
-        };
+        let cur = self.stats(tenant)?;
         let new = TenantStats {
             messages: cur.messages.saturating_sub(delta.messages),
             raw_bytes: cur.raw_bytes.saturating_sub(delta.raw_bytes),
             stored_bytes: cur.stored_bytes.saturating_sub(delta.stored_bytes),
             duplicates: cur.duplicates,
         };
-        t.insert(tenant, encode(&new)?.as_slice())?;
-        Ok(())
+        self.put_stats(tenant, &new)
     }
 
     /// Removes a tenant's single sealed value (no error if absent).
     pub fn remove_tenant_value(&mut self, table: TenantTable, tenant: &str) -> Result<()> {
-        let mut t = self.txn.open_table(table.def())?;
-        t.remove(tenant)?;
-        Ok(())
+        self.exec(Op::Remove(table.journal(), Key::Tenant(tenant.to_string())))
     }
 
     /// Appends a sealed audit entry (the caller keeps the chain head).
     pub fn put_audit(&mut self, tenant: &str, seq: u64, sealed: &[u8]) -> Result<()> {
-        let mut t = self.txn.open_table(AUDIT)?;
-        t.insert((tenant, seq), sealed)?;
-        Ok(())
+        self.put_seq(SeqTable::Audit, tenant, seq, sealed)
+    }
+
+    /// Writes the journal row of this transaction (its ops, after those of
+    /// earlier lazy commits) when the journal is on. Returns the lazy ops
+    /// taken, to give back should the commit fail.
+    fn write_journal_row(&mut self) -> Result<Vec<Op>> {
+        let mut meta = self.txn.open_table(META)?;
+        if meta.get(JOURNAL_ID)?.is_none() {
+            return Ok(Vec::new());
+        }
+        let earlier = match self.lazy.lock() {
+            Ok(mut l) => std::mem::take(&mut *l),
+            Err(_) => Vec::new(),
+        };
+        if earlier.is_empty() && self.ops.is_empty() {
+            return Ok(earlier);
+        }
+        let seq = meta_u64(meta.get(JOURNAL_NEXT)?).unwrap_or(1);
+        let last = meta_i64(meta.get(JOURNAL_LAST)?).unwrap_or(i64::MIN);
+        // Never earlier than the row before: a clock stepped back must not
+        // reorder a point-in-time restore.
+        let time = now_micros().max(last);
+        let row = journal::row_bytes(time, earlier.iter().chain(self.ops.iter()))?;
+        self.txn.open_table(JOURNAL)?.insert(seq, row.as_slice())?;
+        meta.insert(JOURNAL_NEXT, (seq + 1).to_le_bytes().as_slice())?;
+        meta.insert(JOURNAL_LAST, time.to_le_bytes().as_slice())?;
+        Ok(earlier)
     }
 
     /// Commits durably (fsync) before returning.
-    pub fn commit(self) -> Result<()> {
-        self.txn.commit()?;
+    pub fn commit(mut self) -> Result<()> {
+        let earlier = self.write_journal_row()?;
+        if let Err(e) = self.txn.commit() {
+            if let Ok(mut l) = self.lazy.lock() {
+                l.splice(0..0, earlier);
+            }
+            return Err(e.into());
+        }
         Ok(())
     }
 
     /// Commits without waiting for the disk: visible at once, durable with
     /// the next durable commit. Only for changes that are safe to lose
     /// (clearing pending-index marks: the worst case is indexing again).
+    /// Its journal ops wait for the next durable commit's row.
     pub fn commit_lazy(mut self) -> Result<()> {
+        let recording = self.txn.open_table(META)?.get(JOURNAL_ID)?.is_some();
         self.txn
             .set_durability(redb::Durability::None)
             .map_err(|e| CatalogError::Db(e.to_string()))?;
         self.txn.commit()?;
+        if recording
+            && !self.ops.is_empty()
+            && let Ok(mut l) = self.lazy.lock()
+        {
+            l.append(&mut self.ops);
+        }
         Ok(())
     }
 }
@@ -1201,5 +1534,89 @@ mod open_tests {
         drop(db);
         let c = Catalog::open(&path).unwrap();
         assert!(Catalog::up_to_date(&c.db).unwrap());
+    }
+
+    #[test]
+    fn a_format_1_catalog_is_brought_to_format_2_with_its_journal_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.redb");
+        drop(Catalog::open(&path).unwrap());
+        // What format 1 was: no journal table, version 1.
+        let db = Database::create(&path).unwrap();
+        let w = db.begin_write().unwrap();
+        w.delete_table(JOURNAL).unwrap();
+        w.open_table(META)
+            .unwrap()
+            .insert("format_version", 1u32.to_le_bytes().as_slice())
+            .unwrap();
+        w.commit().unwrap();
+        drop(db);
+        let c = Catalog::open(&path).unwrap();
+        let r = c.db.begin_read().unwrap();
+        let v = r
+            .open_table(META)
+            .unwrap()
+            .get("format_version")
+            .unwrap()
+            .map(|v| v.value().to_vec());
+        assert_eq!(v, Some(FORMAT_VERSION.to_le_bytes().to_vec()));
+        drop(r);
+        // Off until a backup turns it on: commits write no row.
+        let mut w = c.write().unwrap();
+        w.put_audit("acme", 1, b"sealed").unwrap();
+        w.commit().unwrap();
+        assert_eq!(c.journal_state().unwrap().rows, 0);
+        let on = c.enable_journal().unwrap();
+        assert_eq!((on.rows, on.last_seq), (0, 0));
+        let mut w = c.write().unwrap();
+        w.put_audit("acme", 2, b"sealed").unwrap();
+        w.commit().unwrap();
+        let st = c.journal_state().unwrap();
+        assert_eq!((st.rows, st.last_seq, st.id), (1, 1, on.id));
+        // A newer format is refused.
+        drop(c);
+        let db = Database::create(&path).unwrap();
+        let w = db.begin_write().unwrap();
+        w.open_table(META)
+            .unwrap()
+            .insert("format_version", 3u32.to_le_bytes().as_slice())
+            .unwrap();
+        w.commit().unwrap();
+        drop(db);
+        assert!(Catalog::open(&path).is_err());
+    }
+
+    #[test]
+    fn lazy_commits_ride_on_the_next_durable_row_or_on_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.redb");
+        let c = Catalog::open(&path).unwrap();
+        c.enable_journal().unwrap();
+        let mut w = c.write().unwrap();
+        w.put_audit("acme", 1, b"lazy").unwrap();
+        w.commit_lazy().unwrap();
+        assert_eq!(c.journal_state().unwrap().rows, 0);
+        let mut w = c.write().unwrap();
+        w.put_audit("acme", 2, b"durable").unwrap();
+        w.commit().unwrap();
+        let r = c.db.begin_read().unwrap();
+        let row = journal::JournalRow::from_bytes(
+            r.open_table(JOURNAL)
+                .unwrap()
+                .get(1)
+                .unwrap()
+                .unwrap()
+                .value(),
+        )
+        .unwrap();
+        assert_eq!(row.ops.len(), 2);
+        drop(r);
+        // Closing writes what is still waiting.
+        let mut w = c.write().unwrap();
+        w.put_audit("acme", 3, b"lazy again").unwrap();
+        w.commit_lazy().unwrap();
+        drop(c);
+        let c = Catalog::open(&path).unwrap();
+        assert_eq!(c.journal_state().unwrap().last_seq, 2);
     }
 }

@@ -434,7 +434,7 @@ fn damaged_backups_and_occupied_destinations_are_refused() {
     target
         .put(
             &man,
-            text.replace("\"version\": 1", "\"version\": 9").as_bytes(),
+            text.replace("\"version\": 2", "\"version\": 9").as_bytes(),
         )
         .unwrap();
     assert!(matches!(
