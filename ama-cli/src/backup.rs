@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ama_core::backup::{self, BackupOptions};
+use ama_core::backup::{self, BackupOptions, RestorePoint};
 use ama_core::{BlobStore, LocalStore};
 use ama_store_s3::config::StoresConfig;
 use anyhow::Context;
@@ -81,8 +81,13 @@ pub struct RestoreFromBackupArgs {
     #[arg(long, value_name = "DIR")]
     pub to: PathBuf,
     /// The snapshot to restore (default: the newest).
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", conflicts_with = "until")]
     pub snapshot: Option<u64>,
+    /// Restore the state at this moment (RFC 3339, e.g. 2026-11-23T09:30:00Z,
+    /// or a date for its midnight UTC): the newest snapshot at or before it,
+    /// brought forward with the catalog journal up to it.
+    #[arg(long, value_name = "TIME", value_parser = crate::cli::parse_since)]
+    pub until: Option<time::OffsetDateTime>,
 }
 
 /// `DATA/backup.json`
@@ -228,6 +233,7 @@ fn backup_run(g: &Global, args: &BackupRunArgs) -> anyhow::Result<()> {
         writeln!(out, "blobs present     {}", r.blobs_present)?;
         writeln!(out, "snapshots pruned  {}", r.snapshots_pruned.len())?;
         writeln!(out, "blobs pruned      {}", r.blobs_pruned)?;
+        writeln!(out, "journal rows      {}", r.journal_rows)?;
         if r.snapshot.blobs_missing > 0 {
             writeln!(
                 out,
@@ -262,6 +268,11 @@ fn status(g: &Global, args: &BackupTargetArgs) -> anyhow::Result<()> {
         writeln!(out, "snapshots         {}", s.snapshots.len())?;
         writeln!(out, "blobs referenced  {}", s.blobs_referenced)?;
         writeln!(out, "blobs behind      {}", s.blobs_behind)?;
+        writeln!(
+            out,
+            "journal behind    {} rows, {} bytes (shipped by the next run)",
+            s.journal_rows_behind, s.journal_bytes_behind
+        )?;
     }
     out.flush()?;
     Ok(())
@@ -289,7 +300,12 @@ pub fn restore(g: &Global, args: &RestoreFromBackupArgs) -> anyhow::Result<()> {
         None => Arc::new(LocalStore::open(args.to.join("blobs"))?),
     };
     let source = open_target(&dest, &args.from)?;
-    let r = backup::restore(source.as_ref(), args.snapshot, &args.to, store.as_ref())
+    let point = match (args.until, args.snapshot) {
+        (Some(t), _) => RestorePoint::Until(t),
+        (None, Some(id)) => RestorePoint::Snapshot(id),
+        (None, None) => RestorePoint::Latest,
+    };
+    let r = backup::restore_at(source.as_ref(), point, &args.to, store.as_ref())
         .with_context(|| format!("restore from {} failed", source.describe()))?;
     drop(store);
     if let Some(c) = &stores {
@@ -316,15 +332,36 @@ pub fn restore(g: &Global, args: &RestoreFromBackupArgs) -> anyhow::Result<()> {
             messages += n;
         }
     }
+    let as_of = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(r.as_of_micros) * 1000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default();
     eprintln!(
-        "restored snapshot {} ({} blobs) into {}: {} tenants, {} messages indexed; \
-         check with `ama verify --data {}`",
+        "restored snapshot {} + {} journal rows (the state as of {as_of}, {} blobs) into {}: \
+         {} tenants, {} messages indexed; check with `ama verify --data {}`",
         r.snapshot.id,
+        r.journal_rows,
         r.blobs_restored,
         args.to.display(),
         tenants.len(),
         messages,
         args.to.display()
     );
+    if r.ends_before_until {
+        eprintln!(
+            "note: the backup holds nothing after {as_of}; changes after it were never shipped \
+             (the next `ama backup run` on the primary ships them)"
+        );
+    }
+    if r.blobs_never_backed_up > 0 {
+        eprintln!(
+            "warning: {} messages of that moment were added and deleted between two backup runs; \
+             their content was never backed up (`ama verify` names them)",
+            r.blobs_never_backed_up
+        );
+    }
     Ok(())
 }

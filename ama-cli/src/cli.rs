@@ -390,7 +390,7 @@ pub struct AuditListArgs {
     pub json: bool,
 }
 
-fn parse_since(s: &str) -> Result<time::OffsetDateTime, String> {
+pub(crate) fn parse_since(s: &str) -> Result<time::OffsetDateTime, String> {
     use time::format_description::well_known::Rfc3339;
     if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
         return Ok(t);

@@ -194,23 +194,7 @@ fn backup_then_lose_the_data_directory_then_restore() {
             "{path}"
         );
     }
-    // One JSON line per hit.
-    let hits = fx.ok_in(
-        "restored",
-        &[
-            "search",
-            "--tenant",
-            "acme",
-            "--json",
-            "subject:xylophonecanary",
-        ],
-    );
-    let n = String::from_utf8(hits)
-        .expect("utf-8")
-        .lines()
-        .filter(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v.get("id").is_some()))
-        .count();
-    assert_eq!(n, 5);
+    assert_eq!(hits(&fx, "restored", "subject:xylophonecanary"), 5);
     fx.ok_in("restored", &["verify"]);
     // Point in time: snapshot 1 restores as well.
     fx.ok_in(
@@ -380,4 +364,101 @@ fn restore_through_the_key_service() {
         .expect("run"));
     assert_eq!(raw, mail(1));
     ok(ama("restored").args(["verify"]).output().expect("run"));
+}
+
+/// Counts `ama search --json` hits on `data` (one JSON line per hit).
+fn hits(fx: &Fx, data: &str, query: &str) -> usize {
+    let out = fx.ok_in(data, &["search", "--tenant", "acme", "--json", query]);
+    String::from_utf8(out)
+        .expect("utf-8")
+        .lines()
+        .filter(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v.get("id").is_some()))
+        .count()
+}
+
+#[test]
+fn restore_until_a_moment_between_two_runs() {
+    let fx = Fx {
+        dir: tempfile::tempdir().expect("temp dir"),
+    };
+    fx.ok(&["init"]);
+    fx.ok(&["tenant", "add", "acme"]);
+    let import = |batch: &str, range: std::ops::Range<usize>| {
+        std::fs::create_dir_all(fx.path(batch)).expect("mkdir");
+        for i in range {
+            std::fs::write(fx.path(&format!("{batch}/{i}.eml")), mail(i)).expect("write");
+        }
+        fx.ok(&["import", "--tenant", "acme", batch]);
+    };
+    import("one", 0..2);
+    fx.ok(&["backup", "init", "--to", "backup"]);
+    fx.ok(&["backup", "run"]);
+    import("two", 2..5);
+    let st = String::from_utf8(fx.ok(&["backup", "status"])).expect("utf-8");
+    assert!(!st.contains("journal behind    0 rows"), "{st}");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let moment = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("format");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    import("three", 5..6);
+    let r = String::from_utf8(fx.ok(&["backup", "run"])).expect("utf-8");
+    assert!(!r.contains("journal rows      0"), "{r}");
+    let st = String::from_utf8(fx.ok(&["backup", "status"])).expect("utf-8");
+    assert!(st.contains("journal behind    0 rows"), "{st}");
+    std::fs::remove_dir_all(fx.path("data")).expect("lose the data directory");
+
+    let backup = fx.path("backup");
+    let backup = backup.to_str().expect("path");
+    let out = fx.run_in(
+        "then",
+        &[
+            "restore-from-backup",
+            "--from",
+            backup,
+            "--to",
+            "then",
+            "--until",
+            &moment,
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("restored snapshot 1 + "), "{err}");
+    assert_eq!(hits(&fx, "then", "subject:xylophonecanary"), 5);
+    fx.ok_in("then", &["verify"]);
+
+    let e = fx.fails(
+        "early",
+        &[
+            "restore-from-backup",
+            "--from",
+            backup,
+            "--to",
+            "early",
+            "--until",
+            "1990-01-01",
+        ],
+        1,
+    );
+    assert!(
+        e.contains("no snapshot on the backup target is from 1990-01-01"),
+        "{e}"
+    );
+    let e = fx.fails(
+        "both",
+        &[
+            "restore-from-backup",
+            "--from",
+            backup,
+            "--to",
+            "both",
+            "--until",
+            &moment,
+            "--snapshot",
+            "1",
+        ],
+        2,
+    );
+    assert!(e.contains("cannot be used with"), "{e}");
 }
