@@ -363,3 +363,34 @@ fn a_destroyed_tenants_changes_leave_the_unshipped_journal() {
     }
     assert!(acme_ops > 0);
 }
+
+#[test]
+fn a_message_added_and_deleted_between_runs_is_counted_and_named_by_verify() {
+    let mut f = Fixture::new();
+    let auditor = Principal::auditor(f.acme.clone());
+    f.import("alpha", 1);
+    f.backup();
+    let brief = f.import("brief", 1)[0];
+    let s = f.step("brief there");
+    f.archive
+        .request_deletion(&auditor, &[brief], "sent by mistake")
+        .unwrap();
+    f.backup();
+    // The run after the deletion never saw the message: no blob in the backup.
+    let (dir, r) = f.restore(RestorePoint::Until(s.at), "between").unwrap();
+    assert_eq!(digest_of(&dir), s.digest);
+    assert_eq!((r.blobs_restored, r.blobs_never_backed_up), (1, 1));
+    // It opens (the missing blob does not stop the re-index), the message is
+    // found by what the catalog knows of it, and verify names it.
+    let b = Archive::open(&dir, &unlock(), opts(&f.keystore)).unwrap();
+    let found = b
+        .search(&auditor, "subject:brief", &SearchOptions::default())
+        .unwrap();
+    assert_eq!(found.hits.iter().map(|h| h.id).collect::<Vec<_>>(), [brief]);
+    let report = b.verify(&auditor).unwrap();
+    assert!(
+        report.problems.iter().any(|(id, _)| *id == Some(brief)),
+        "{:?}",
+        report.problems
+    );
+}
