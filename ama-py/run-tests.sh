@@ -42,9 +42,13 @@ VIRTUAL_ENV="$root/$venv" PATH="$root/$venv/bin:$PATH" \
 # Keep the mypy cache out of the working tree.
 export MYPY_CACHE_DIR="$root/$venv/mypy-cache"
 
-step "the ama binary for the HTTP tests (cargo build -p ama-cli)"
-cargo build --quiet -p ama-cli
-export AMA_BIN="${AMA_BIN:-$root/target/debug/ama}"
+step "the ama binary for the HTTP tests (AMA_BIN, else cargo build -p ama-cli)"
+# Given (scripts/test passes the one its test build made), or built here.
+if [ -z "${AMA_BIN:-}" ] || [ ! -x "$AMA_BIN" ]; then
+  cargo build --quiet -p ama-cli
+  export AMA_BIN="$root/target/debug/ama"
+fi
+export AMA_BIN
 
 step "pytest"
 "$venv/bin/python" -m pytest -p no:cacheprovider -q ama-py/tests
