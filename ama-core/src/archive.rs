@@ -325,7 +325,10 @@ impl Archive {
     ) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(dir.join("index")).map_err(io_err(&dir))?;
+        // The catalog's lock makes this process the archive's one writer;
+        // only then may the store clear what interrupted writes left.
         let catalog = Catalog::open(&dir.join("catalog.redb"))?;
+        store.recover()?;
         let archive = Archive {
             dir,
             catalog,

@@ -533,6 +533,9 @@ impl Archive {
         if options.keep == 0 {
             return Err(BackupError::Keep.into());
         }
+        // One run per target at a time (docs/BACKUP.md): what an
+        // interrupted run left half-written on the target can go.
+        target.recover()?;
         // From the first run on, the catalog records every commit, so the
         // next run can ship what happened in between.
         self.catalog().enable_journal()?;

@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use ama_core::{Envelope, MessageId, Principal, SearchOptions, Source, TenantId};
+use ama_core::{Archive, Envelope, MessageId, Principal, SearchOptions, Source, TenantId, Unlock};
 
 fn message(i: u64) -> Vec<u8> {
     format!(
@@ -151,4 +151,35 @@ fn crash_recovery() {
         a.get_raw(&au, h.id).unwrap();
     }
     assert!(stats.messages >= acked.len() as u64);
+}
+
+/// A second process (here: a second open) of an archive that is in use is
+/// refused by the catalog's lock, and must not touch the first one's blob
+/// writes in flight on its way (it used to clear `blobs/~tmp/` before it
+/// reached the lock). The next open that owns the archive clears them.
+#[test]
+fn a_refused_second_open_leaves_writes_in_flight_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = common::create(dir.path());
+    let in_flight = dir.path().join("blobs").join("~tmp").join("4242-0");
+    std::fs::create_dir_all(in_flight.parent().unwrap()).unwrap();
+    std::fs::write(&in_flight, b"being written").unwrap();
+    assert!(
+        Archive::open(
+            dir.path(),
+            &Unlock::passphrase(common::PASS),
+            common::options()
+        )
+        .is_err()
+    );
+    assert!(
+        in_flight.exists(),
+        "a refused open removed a write in flight"
+    );
+    drop(a);
+    let _b = common::reopen(dir.path());
+    assert!(
+        !in_flight.exists(),
+        "the owning open clears what a crash left"
+    );
 }

@@ -31,8 +31,8 @@ fn memory_store_conforms() {
 fn local_store_conforms() {
     let d = tempfile::tempdir().unwrap();
     conformance::run(&LocalStore::open(d.path()).unwrap());
-    // A crash leftover (in ~tmp/) is never listed and is cleaned up on
-    // open; an older build's leftover beside the blobs is never listed.
+    // A crash leftover (in ~tmp/) is never listed and is cleaned up by
+    // recover; an older build's leftover beside the blobs is never listed.
     let s = LocalStore::open(d.path()).unwrap();
     s.put(&BlobKey::parse("t/abc/00/kept").unwrap(), b"x")
         .unwrap();
@@ -40,6 +40,8 @@ fn local_store_conforms() {
     std::fs::write(d.path().join("t/abc/00/stray.tmp"), b"half").unwrap();
     assert_eq!(s.list("").unwrap().len(), 1);
     let s = LocalStore::open(d.path()).unwrap();
+    assert!(d.path().join("~tmp/99-0").exists(), "open removes nothing");
+    s.recover().unwrap();
     assert!(!d.path().join("~tmp/99-0").exists());
     assert_eq!(s.list("t/abc/").unwrap().len(), 1);
 }

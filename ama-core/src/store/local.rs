@@ -4,7 +4,9 @@
 //! fsync'ed and then renamed into place; the directories touched are
 //! fsync'ed after the renames, once per directory per batch. A crash leaves
 //! at most stray files in `~tmp/`, which are never read and are removed by
-//! [`LocalStore::open`]. They live in their own directory (a name no key
+//! [`BlobStore::recover`] (the archive calls it once it holds the catalog's
+//! lock: opening a store must not remove another process's writes in
+//! flight). They live in their own directory (a name no key
 //! can take: `~` is not allowed in keys) so that this clean-up is one
 //! directory listing: a fresh `ama search` used to stat every blob file here
 //! (docs/PERFORMANCE.md). Stray `*.tmp` files beside blobs, left by builds
@@ -45,13 +47,11 @@ impl LocalStore {
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
         fs::create_dir_all(&root).map_err(io_err(root.display()))?;
-        let store = LocalStore {
+        Ok(LocalStore {
             root,
             region: None,
             written: AtomicU64::new(0),
-        };
-        store.remove_stray_temporaries();
-        Ok(store)
+        })
     }
 
     /// A store at `root` without touching the disk: for a replica that may
@@ -71,15 +71,6 @@ impl LocalStore {
     pub fn with_region(mut self, region: crate::tenant::Region) -> Self {
         self.region = Some(region);
         self
-    }
-
-    fn remove_stray_temporaries(&self) {
-        let Ok(rd) = fs::read_dir(self.root.join(TMP_DIR)) else {
-            return;
-        };
-        for e in rd.flatten() {
-            let _ = fs::remove_file(e.path());
-        }
     }
 
     fn path(&self, key: &BlobKey) -> PathBuf {
@@ -139,6 +130,17 @@ impl LocalStore {
 }
 
 impl BlobStore for LocalStore {
+    /// Removes the files of writes a crash interrupted (`~tmp/`).
+    fn recover(&self) -> Result<(), StoreError> {
+        let Ok(rd) = fs::read_dir(self.root.join(TMP_DIR)) else {
+            return Ok(());
+        };
+        for e in rd.flatten() {
+            let _ = fs::remove_file(e.path());
+        }
+        Ok(())
+    }
+
     fn put(&self, key: &BlobKey, data: &[u8]) -> Result<(), StoreError> {
         self.put_many(&[(key.clone(), data.to_vec())])
     }
@@ -251,7 +253,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn temporaries_live_apart_and_strays_are_removed_at_open() {
+    fn temporaries_live_apart_and_strays_are_removed_by_recover() {
         let dir = tempfile::tempdir().unwrap();
         let s = LocalStore::open(dir.path()).unwrap();
         let k = BlobKey::parse("t/abc/01/one").unwrap();
@@ -259,13 +261,19 @@ mod tests {
         // Nothing is left in the temporary directory after a write.
         let tmp = dir.path().join(TMP_DIR);
         assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
-        // A crash's leftover is removed by the next open and never listed.
+        // A crash's leftover is never listed and is removed by recover.
         fs::write(tmp.join("123-0"), b"half written").unwrap();
         assert_eq!(s.list("").unwrap(), vec![k.clone()]);
         // So is an older build's stray beside the blobs (ignored, not read).
         fs::write(dir.path().join("t/abc/01/two.tmp"), b"old stray").unwrap();
         drop(s);
         let s = LocalStore::open(dir.path()).unwrap();
+        assert_eq!(
+            fs::read_dir(&tmp).unwrap().count(),
+            1,
+            "open alone removes nothing"
+        );
+        s.recover().unwrap();
         assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
         assert_eq!(s.list("").unwrap(), vec![k.clone()]);
         assert_eq!(s.get(&k).unwrap(), b"data");

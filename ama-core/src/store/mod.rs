@@ -149,6 +149,15 @@ pub trait BlobStore: Send + Sync {
         }
     }
 
+    /// Removes what interrupted writes left behind (temporary files). Call
+    /// it only as the store's one writer: the archive does, once it holds
+    /// the catalog's lock, so a second process opening the same archive
+    /// (and refused) cannot remove the first one's writes in flight. The
+    /// default has nothing to clean.
+    fn recover(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// The region the store keeps its data in; `None` for an untagged store
     /// (the embedded default), which is not bound to a region.
     fn region(&self) -> Option<Region> {

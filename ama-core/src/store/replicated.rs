@@ -594,6 +594,15 @@ impl BlobStore for ReplicatedStore {
         locked.map_or(Ok(()), Err)
     }
 
+    /// Recovers every store that answers; one that is down is left as it
+    /// is (its queued copies are repaired when it returns).
+    fn recover(&self) -> Result<(), StoreError> {
+        for r in &self.replicas {
+            let _ = r.store.recover();
+        }
+        Ok(())
+    }
+
     /// Write-once when any of the stores is.
     fn object_lock(&self) -> bool {
         self.replicas.iter().any(|r| r.store.object_lock())
