@@ -201,6 +201,14 @@ pub fn run(store: &dyn BlobStore) {
         "{d}: list after concurrent puts"
     );
 
+    // recover (crash clean-up) never touches what is stored
+    ok(store.recover(), "recover", store);
+    assert_eq!(
+        ok(store.list(&format!("{ns}/t/con/")), "list", store).len(),
+        80,
+        "{d}: list after recover"
+    );
+
     // clean up after ourselves (a shared bucket stays tidy)
     for key in ok(store.list(&format!("{ns}/")), "list", store) {
         ok(store.delete(&key), "delete", store);
