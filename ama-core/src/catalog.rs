@@ -1490,12 +1490,23 @@ impl WriteTxn {
         self.txn
             .set_durability(redb::Durability::None)
             .map_err(|e| CatalogError::Db(e.to_string()))?;
-        self.txn.commit()?;
-        if recording
-            && !self.ops.is_empty()
-            && let Ok(mut l) = self.lazy.lock()
-        {
-            l.append(&mut self.ops);
+        if !recording || self.ops.is_empty() {
+            self.txn.commit()?;
+            return Ok(());
+        }
+        // Queued before the commit, while this transaction still excludes
+        // every other writer: a durable commit that follows takes them in
+        // commit order (after it, another writer could commit first and
+        // its row would come before these ops, out of order).
+        let mut lazy = self
+            .lazy
+            .lock()
+            .map_err(|_| CatalogError::Db("journal queue lock poisoned".into()))?;
+        let before = lazy.len();
+        lazy.append(&mut self.ops);
+        if let Err(e) = self.txn.commit() {
+            lazy.truncate(before);
+            return Err(e.into());
         }
         Ok(())
     }
