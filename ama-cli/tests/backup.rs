@@ -26,6 +26,16 @@ struct Fx {
 }
 
 impl Fx {
+    /// A new archive (key store in `secrets/`) with the tenant `acme`.
+    fn with_acme() -> Fx {
+        let fx = Fx {
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        fx.ok(&["init"]);
+        fx.ok(&["tenant", "add", "acme"]);
+        fx
+    }
+
     fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
@@ -84,11 +94,7 @@ fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
 
 #[test]
 fn backup_then_lose_the_data_directory_then_restore() {
-    let fx = Fx {
-        dir: tempfile::tempdir().expect("temp dir"),
-    };
-    fx.ok(&["init"]);
-    fx.ok(&["tenant", "add", "acme"]);
+    let fx = Fx::with_acme();
     std::fs::create_dir_all(fx.path("mail")).expect("mkdir");
     for i in 0..5 {
         std::fs::write(fx.path(&format!("mail/{i}.eml")), mail(i)).expect("write");
@@ -378,11 +384,7 @@ fn hits(fx: &Fx, data: &str, query: &str) -> usize {
 
 #[test]
 fn restore_until_a_moment_between_two_runs() {
-    let fx = Fx {
-        dir: tempfile::tempdir().expect("temp dir"),
-    };
-    fx.ok(&["init"]);
-    fx.ok(&["tenant", "add", "acme"]);
+    let fx = Fx::with_acme();
     let import = |batch: &str, range: std::ops::Range<usize>| {
         std::fs::create_dir_all(fx.path(batch)).expect("mkdir");
         for i in range {
