@@ -657,9 +657,12 @@ pub(crate) async fn download(
                 }
             }
         }
-        // Handed over completely: the job and its file end here.
-        drop(tx);
+        // Handed over completely: the job and its file end here, before the
+        // body's end reaches the client (dropping `tx` ends it), so a client
+        // that asks right after its download already finds the job gone.
+        // (The other order was a race a loaded test machine lost.)
         jobs.remove(&reader_job.id);
+        drop(tx);
     });
     let first = rx.recv().await;
     if let Some(Err(e)) = &first {
