@@ -196,7 +196,13 @@ fn mismatch(op: &Op) -> crate::error::Error {
     .into()
 }
 
-fn tenant_def(t: Table) -> Option<TableDefinition<'static, &'static str, &'static [u8]>> {
+type TenantDef = TableDefinition<'static, &'static str, &'static [u8]>;
+type IdDef = TableDefinition<'static, (&'static str, u128), &'static [u8]>;
+type HashDef = TableDefinition<'static, (&'static str, &'static [u8]), &'static [u8]>;
+type SeqDef = TableDefinition<'static, (&'static str, u64), &'static [u8]>;
+
+/// The table of sealed bytes keyed by tenant that `t` names.
+fn tenant_def(t: Table) -> Option<TenantDef> {
     Some(match t {
         Table::Tenants => TENANTS,
         Table::Stats => STATS,
@@ -213,105 +219,107 @@ fn tenant_def(t: Table) -> Option<TableDefinition<'static, &'static str, &'stati
     })
 }
 
+/// The table of sealed bytes keyed by (tenant, message id) that `t` names.
+fn id_def(t: Table) -> Option<IdDef> {
+    match t {
+        Table::Messages => Some(MESSAGES),
+        Table::Tombstones => Some(TOMBSTONES),
+        _ => None,
+    }
+}
+
+/// The table of sealed bytes keyed by (tenant, hash) that `t` names.
+fn hash_def(t: Table) -> Option<HashDef> {
+    match t {
+        Table::Users => Some(USERS),
+        Table::Credentials => Some(CREDENTIALS),
+        _ => None,
+    }
+}
+
+/// The table of sealed bytes keyed by (tenant, sequence number) that `t` names.
+fn seq_def(t: Table) -> Option<SeqDef> {
+    match t {
+        Table::Audit => Some(AUDIT),
+        Table::IngestLog => Some(INGEST_LOG),
+        _ => None,
+    }
+}
+
+/// The table `def` names, or the error for an op that does not fit it.
+fn fits<D>(def: Option<D>, op: &Op) -> Result<D> {
+    def.ok_or_else(|| mismatch(op))
+}
+
 /// Applies one op to a write transaction. A key or value of the wrong
 /// shape for its table (a damaged segment) is a typed error, not a panic.
 pub(super) fn apply(txn: &redb::WriteTransaction, op: &Op) -> Result<()> {
-    use Table as T;
     match op {
-        Op::PurgeTenant(tenant) => purge_tenant(txn, tenant),
-        Op::Put(table, key, value) => {
-            match (table, key, value) {
-                (t, Key::Tenant(k), Value::Bytes(v)) if tenant_def(*t).is_some() => {
-                    if let Some(def) = tenant_def(*t) {
-                        txn.open_table(def)?.insert(k.as_str(), v.as_slice())?;
+        Op::PurgeTenant(tenant) => purge_tenant(txn, tenant)?,
+        Op::Put(t, key, value) => match (key, value) {
+            (Key::Tenant(k), Value::Bytes(v)) => {
+                txn.open_table(fits(tenant_def(*t), op)?)?
+                    .insert(k.as_str(), v.as_slice())?;
+            }
+            (Key::Id(k, id), Value::Bytes(v)) => {
+                txn.open_table(fits(id_def(*t), op)?)?
+                    .insert((k.as_str(), *id), v.as_slice())?;
+            }
+            (Key::Id(k, id), Value::Time(v)) if *t == Table::Retention => {
+                txn.open_table(RETENTION)?.insert((k.as_str(), *id), *v)?;
+            }
+            (Key::Id(k, id), Value::Unit) if *t == Table::PurgePending => {
+                txn.open_table(PURGE_PENDING)?
+                    .insert((k.as_str(), *id), ())?;
+            }
+            (Key::Hash(k, h), Value::Id(v)) if *t == Table::Dedup => {
+                txn.open_table(DEDUP)?
+                    .insert((k.as_str(), h.as_slice()), *v)?;
+            }
+            (Key::Hash(k, h), Value::Bytes(v)) => {
+                txn.open_table(fits(hash_def(*t), op)?)?
+                    .insert((k.as_str(), h.as_slice()), v.as_slice())?;
+            }
+            (Key::Seq(k, n), Value::Bytes(v)) => {
+                txn.open_table(fits(seq_def(*t), op)?)?
+                    .insert((k.as_str(), *n), v.as_slice())?;
+            }
+            _ => return Err(mismatch(op)),
+        },
+        Op::Remove(t, key) => match key {
+            Key::Tenant(k) => {
+                txn.open_table(fits(tenant_def(*t), op)?)?
+                    .remove(k.as_str())?;
+            }
+            Key::Id(k, id) => {
+                let key = (k.as_str(), *id);
+                match t {
+                    Table::Retention => {
+                        txn.open_table(RETENTION)?.remove(key)?;
+                    }
+                    Table::PurgePending => {
+                        txn.open_table(PURGE_PENDING)?.remove(key)?;
+                    }
+                    _ => {
+                        txn.open_table(fits(id_def(*t), op)?)?.remove(key)?;
                     }
                 }
-                (T::Messages, Key::Id(k, id), Value::Bytes(v)) => {
-                    txn.open_table(MESSAGES)?
-                        .insert((k.as_str(), *id), v.as_slice())?;
-                }
-                (T::Tombstones, Key::Id(k, id), Value::Bytes(v)) => {
-                    txn.open_table(TOMBSTONES)?
-                        .insert((k.as_str(), *id), v.as_slice())?;
-                }
-                (T::Retention, Key::Id(k, id), Value::Time(v)) => {
-                    txn.open_table(RETENTION)?.insert((k.as_str(), *id), *v)?;
-                }
-                (T::PurgePending, Key::Id(k, id), Value::Unit) => {
-                    txn.open_table(PURGE_PENDING)?
-                        .insert((k.as_str(), *id), ())?;
-                }
-                (T::Dedup, Key::Hash(k, h), Value::Id(v)) => {
-                    txn.open_table(DEDUP)?
-                        .insert((k.as_str(), h.as_slice()), *v)?;
-                }
-                (T::Users | T::Credentials, Key::Hash(k, h), Value::Bytes(v)) => {
-                    let def = if *table == T::Users {
-                        USERS
-                    } else {
-                        CREDENTIALS
-                    };
-                    txn.open_table(def)?
-                        .insert((k.as_str(), h.as_slice()), v.as_slice())?;
-                }
-                (T::Audit | T::IngestLog, Key::Seq(k, n), Value::Bytes(v)) => {
-                    let def = if *table == T::Audit {
-                        AUDIT
-                    } else {
-                        INGEST_LOG
-                    };
-                    txn.open_table(def)?
-                        .insert((k.as_str(), *n), v.as_slice())?;
-                }
-                _ => return Err(mismatch(op)),
             }
-            Ok(())
-        }
-        Op::Remove(table, key) => {
-            match (table, key) {
-                (t, Key::Tenant(k)) if tenant_def(*t).is_some() => {
-                    if let Some(def) = tenant_def(*t) {
-                        txn.open_table(def)?.remove(k.as_str())?;
-                    }
+            Key::Hash(k, h) => {
+                let key = (k.as_str(), h.as_slice());
+                if *t == Table::Dedup {
+                    txn.open_table(DEDUP)?.remove(key)?;
+                } else {
+                    txn.open_table(fits(hash_def(*t), op)?)?.remove(key)?;
                 }
-                (T::Messages | T::Tombstones, Key::Id(k, id)) => {
-                    let def = if *table == T::Messages {
-                        MESSAGES
-                    } else {
-                        TOMBSTONES
-                    };
-                    txn.open_table(def)?.remove((k.as_str(), *id))?;
-                }
-                (T::Retention, Key::Id(k, id)) => {
-                    txn.open_table(RETENTION)?.remove((k.as_str(), *id))?;
-                }
-                (T::PurgePending, Key::Id(k, id)) => {
-                    txn.open_table(PURGE_PENDING)?.remove((k.as_str(), *id))?;
-                }
-                (T::Dedup, Key::Hash(k, h)) => {
-                    txn.open_table(DEDUP)?.remove((k.as_str(), h.as_slice()))?;
-                }
-                (T::Users | T::Credentials, Key::Hash(k, h)) => {
-                    let def = if *table == T::Users {
-                        USERS
-                    } else {
-                        CREDENTIALS
-                    };
-                    txn.open_table(def)?.remove((k.as_str(), h.as_slice()))?;
-                }
-                (T::Audit | T::IngestLog, Key::Seq(k, n)) => {
-                    let def = if *table == T::Audit {
-                        AUDIT
-                    } else {
-                        INGEST_LOG
-                    };
-                    txn.open_table(def)?.remove((k.as_str(), *n))?;
-                }
-                _ => return Err(mismatch(op)),
             }
-            Ok(())
-        }
+            Key::Seq(k, n) => {
+                txn.open_table(fits(seq_def(*t), op)?)?
+                    .remove((k.as_str(), *n))?;
+            }
+        },
     }
+    Ok(())
 }
 
 /// Removes every row of `tenant` from every per-tenant table, the tenant
@@ -501,6 +509,9 @@ mod tests {
             ),
             Op::Remove(Table::Audit, Key::Id("a".into(), 1)),
             Op::Put(Table::Tenants, Key::Tenant("a".into()), Value::Id(3)),
+            Op::Put(Table::Stats, Key::Seq("a".into(), 1), Value::Bytes(vec![])),
+            Op::Remove(Table::Tenants, Key::Hash("a".into(), vec![1])),
+            Op::Put(Table::Users, Key::Hash("a".into(), vec![1]), Value::Id(1)),
         ] {
             let e = apply(&txn, &op).unwrap_err();
             assert!(e.to_string().contains("does not fit"), "{e}");
